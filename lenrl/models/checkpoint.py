@@ -272,6 +272,15 @@ def _write_safetensors(tensors: dict[str, np.ndarray], out: str, max_bytes: int)
 
 def load_tokenizer(path: str | os.PathLike):
     """transformers' ``AutoTokenizer`` from the checkpoint directory (with its chat template)."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    return AutoTokenizer.from_pretrained(os.fspath(path))
+    path = os.fspath(path)
+    cfg_file = os.path.join(path, "tokenizer_config.json")
+    if os.path.isfile(cfg_file):
+        with open(cfg_file) as f:
+            cls = json.load(f).get("tokenizer_class")
+        # A generic tokenizer.json (e.g. lenrl's synthetic one) must not be re-typed by the
+        # model_type of config.json, which AutoTokenizer would otherwise follow.
+        if cls in ("PreTrainedTokenizerFast", "TokenizersBackend"):
+            return PreTrainedTokenizerFast.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(path)
