@@ -31,7 +31,24 @@ def training_curves(
             color="tab:gray",
             label="budget",
         )
-    lx.set_ylabel("tokens per completion", color="tab:red")
+    ev = [r for r in rows if "eval/accuracy" in r]
+    if ev:  # held-out evaluations (greedy): the numbers the summary reports
+        ax.plot(
+            [r["step"] for r in ev],
+            [r["eval/accuracy"] for r in ev],
+            "o",
+            color="tab:blue",
+            label="held-out accuracy",
+        )
+        lx.plot(
+            [r["step"] for r in ev],
+            [r["eval/length_mean"] for r in ev],
+            "s",
+            color="tab:red",
+            label="held-out mean length",
+        )
+        ax.legend(loc="lower left")
+    lx.set_ylabel("tokens per completion (lines: train samples)", color="tab:red")
     lx.set_ylim(bottom=0)
     ax.set_title(title or "GRPO with length control")
     bins = np.linspace(0, max([*before, *after, 1]) + 1, 40)
