@@ -14,24 +14,14 @@ import time
 
 import jax
 import numpy as np
+from sampler import SIZES  # benchmarks/sampler.py, beside this script
 
-SHAPES = {  # decoder bodies of real checkpoints (random weights; vocab is the task tokenizer's)
-    "qwen2.5-0.5b": dict(
-        hidden_size=896,
-        intermediate_size=4864,
-        num_layers=24,
-        num_heads=14,
-        num_kv_heads=2,
-        head_dim=64,
-    ),
-    "qwen2.5-1.5b": dict(
-        hidden_size=1536,
-        intermediate_size=8960,
-        num_layers=28,
-        num_heads=12,
-        num_kv_heads=2,
-        head_dim=128,
-    ),
+# Decoder bodies of real checkpoints, shared with the sampler benchmark (random weights; the vocab
+# is the task tokenizer's).
+SHAPES = {
+    f"qwen2.5-{k}": {f: v for f, v in shape.items() if f != "vocab_size"}
+    for k, shape in SIZES.items()
+    if k != "smoke"
 }
 
 
