@@ -48,6 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.solution_field = ""  # field with a worked solution for the warm start ("" = none)
     c.data.difficulty_field = ""  # optional difficulty field
     c.data.verifier = "synthetic"  # "synthetic" | "gsm8k" | "math"
+    c.data.think_in_prompt = False  # the chat template already opens <think> (R1-distill)
     c.data.num_train = 20000  # synthetic train problems
     c.data.synthetic = ml_collections.ConfigDict()  # lenrl.data.synthetic.SyntheticConfig fields
     c.data.synthetic.min_ops = 2  # fewest +/- operations per problem (difficulty level)

@@ -67,6 +67,7 @@ def evaluate(
     num_samples: int = 1,
     ks: Sequence[int] = (1,),
     thinking_budget: int | None = None,
+    think_in_prompt: bool = False,
 ) -> tuple[dict, list[dict]]:
     """Samples ``num_samples`` completions per example and scores them.
 
@@ -92,7 +93,8 @@ def evaluate(
     metrics = summarize(
         correct.reshape(n, k), lengths.reshape(n, k), truncated.reshape(n, k), difficulty, ks
     )
-    metrics["format_ok"] = float(np.mean([format_reward(t) for t in texts]))
+    fmt = [format_reward(t, think_in_prompt=think_in_prompt) for t in texts]
+    metrics["format_ok"] = float(np.mean(fmt))
     records = [
         dict(
             prompt=examples[i // k]["prompt"],

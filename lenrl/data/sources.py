@@ -7,7 +7,8 @@ Every source yields the same record::
      "difficulty": int,  # difficulty level; 0 when the source has none
      "index": int}       # stable position of the example in the source (per-prompt state key)
 
-The synthetic source adds ``"solution"``, the verbose completion used by the supervised warm start.
+The synthetic source adds ``"solution"``, the verbose completion used by the supervised warm start;
+the file sources add it too when given ``solution_field`` (the column with a worked solution).
 
 File sources read the question/answer/difficulty columns named by the config (``question_field``,
 ``answer_field``, optional ``difficulty_field``). A difficulty may be an integer or a string that
@@ -92,23 +93,32 @@ def _check_fields(available: Sequence[str], fields: Mapping[str, str | None], wh
 
 def _to_record(row: Mapping[str, Any], index: int, fields: Mapping[str, str | None]) -> dict:
     difficulty_field = fields["difficulty_field"]
-    return {
+    record = {
         "prompt": _text(row[fields["question_field"]]),
         "answer": _text(row[fields["answer_field"]]),
         "difficulty": _difficulty(row[difficulty_field]) if difficulty_field else 0,
         "index": index,
     }
+    if fields.get("solution_field"):
+        record["solution"] = _text(row[fields["solution_field"]])
+    return record
 
 
 def _indexed_record(index: int, row: Mapping[str, Any], *, fields: Mapping[str, str | None]):
     return _to_record(row, int(index), fields)
 
 
-def _fields(question_field: str, answer_field: str, difficulty_field: str | None) -> dict:
+def _fields(
+    question_field: str,
+    answer_field: str,
+    difficulty_field: str | None,
+    solution_field: str | None = None,
+) -> dict:
     return {
         "question_field": question_field,
         "answer_field": answer_field,
         "difficulty_field": difficulty_field,
+        "solution_field": solution_field or None,
     }
 
 
@@ -157,9 +167,14 @@ def jsonl_source(
     question_field: str = "question",
     answer_field: str = "answer",
     difficulty_field: str | None = None,
+    solution_field: str | None = None,
 ) -> grain.MapDataset:
-    """Records from JSON-lines file(s), one object per line (blank lines skipped)."""
-    fields = _fields(question_field, answer_field, difficulty_field)
+    """Records from JSON-lines file(s), one object per line (blank lines skipped).
+
+    ``solution_field`` (optional, here and in every file source) names a column with a worked
+    solution, copied into the record as ``"solution"`` for the supervised warm start.
+    """
+    fields = _fields(question_field, answer_field, difficulty_field, solution_field)
     records = []
     for file in _expand(path, (".jsonl", ".json"), "jsonl"):
         for where, row in _read_jsonl(file):
@@ -176,11 +191,12 @@ def parquet_source(
     question_field: str = "question",
     answer_field: str = "answer",
     difficulty_field: str | None = None,
+    solution_field: str | None = None,
 ) -> grain.MapDataset:
     """Records from Parquet file(s), read with pyarrow (only the mapped columns)."""
     import pyarrow.parquet as pq
 
-    fields = _fields(question_field, answer_field, difficulty_field)
+    fields = _fields(question_field, answer_field, difficulty_field, solution_field)
     columns = [name for name in fields.values() if name is not None]
     records = []
     for file in _expand(path, (".parquet",), "parquet"):
@@ -199,6 +215,7 @@ def hf_disk_source(
     question_field: str = "question",
     answer_field: str = "answer",
     difficulty_field: str | None = None,
+    solution_field: str | None = None,
 ) -> grain.MapDataset:
     """Records from a dataset saved with ``datasets.Dataset.save_to_disk`` (``split`` picks one
     split of a saved ``DatasetDict``). Needs the optional ``datasets`` package."""
@@ -223,7 +240,7 @@ def hf_disk_source(
                 f"to one of them (got {split!r})."
             )
         ds = ds[split]
-    fields = _fields(question_field, answer_field, difficulty_field)
+    fields = _fields(question_field, answer_field, difficulty_field, solution_field)
     _check_fields(ds.column_names, fields, str(path))
     rows = ds.select_columns(list(dict.fromkeys(n for n in fields.values() if n))).to_list()
     return grain.MapDataset.source([_to_record(row, i, fields) for i, row in enumerate(rows)])
@@ -241,6 +258,7 @@ def tfds_source(
     question_field: str = "question",
     answer_field: str = "answer",
     difficulty_field: str | None = None,
+    solution_field: str | None = None,
 ) -> grain.MapDataset:
     """Records from a TFDS dataset already prepared under ``data_dir`` in ``array_record`` format.
 
@@ -265,7 +283,7 @@ def tfds_source(
             f"array_record format (`tfds build {name} --file_format=array_record "
             f"--data_dir={data_dir}`) and split must be one of its splits."
         ) from e
-    fields = _fields(question_field, answer_field, difficulty_field)
+    fields = _fields(question_field, answer_field, difficulty_field, solution_field)
     _check_fields(list(ds.dataset_info.features.keys()), fields, f"tfds {name}:{split}")
     to_record = functools.partial(_indexed_record, fields=fields)
     return grain.MapDataset.source(ds).map_with_index(to_record)

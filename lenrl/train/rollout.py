@@ -55,6 +55,7 @@ class Rollout:
     max_draws: int = 4  # prompt batches drawn at most per step with dynamic sampling
     ref_logprobs: Callable | None = None  # (tokens, attn_mask) -> [N, Tc]; None when beta = 0
     width_bucket: int = 32  # update-batch completion width is a multiple of this
+    think_in_prompt: bool = False  # the chat template opens <think> (R1-distill style)
 
     def __post_init__(self):
         self._budgets = jax.jit(self.method.budgets)
@@ -80,7 +81,8 @@ class Rollout:
         )
         golds = [a for a in batch["answer"] for _ in range(g)]
         correct = verify_batch(texts, golds, self.verifier).reshape(p, g)
-        fmt = np.asarray([format_reward(t) for t in texts], np.float32).reshape(p, g)
+        fmt = [format_reward(t, think_in_prompt=self.think_in_prompt) for t in texts]
+        fmt = np.asarray(fmt, np.float32).reshape(p, g)
         rollouts = Rollouts(
             correct=jnp.asarray(correct),
             length=out.lengths.reshape(p, g),
@@ -93,7 +95,7 @@ class Rollout:
         )
         reward, pstate = self._apply(rollouts, pstate, step)
         groups = dict(
-            prompt_tokens=np.asarray(prompts, dtype=object).reshape(p, g),
+            prompt_tokens=_object_array(prompts).reshape(p, g),
             tokens=tokens.reshape(p, g, -1),
             mask=mask.reshape(p, g, -1),
             logp=np.asarray(out.logprobs).reshape(p, g, -1),
@@ -199,6 +201,14 @@ class Rollout:
             valid=jnp.asarray(valid.reshape(n)),
             correct=jnp.asarray(sel["correct"].reshape(n), jnp.float32),
         )
+
+
+def _object_array(items: list) -> np.ndarray:
+    """A 1-D object array of lists (``np.asarray`` would make a 2-D int array of equal lengths)."""
+    out = np.empty(len(items), object)
+    for i, item in enumerate(items):
+        out[i] = item
+    return out
 
 
 def _pad_groups(x: np.ndarray, p: int) -> np.ndarray:

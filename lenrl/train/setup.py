@@ -6,6 +6,7 @@ Every check of user input happens here, before any work, with a message naming t
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 
 import jax
@@ -118,6 +119,7 @@ def build_source(config, split: str):
         question_field=d.question_field,
         answer_field=d.answer_field,
         difficulty_field=d.difficulty_field or None,
+        solution_field=d.solution_field or None,
     )
     if d.kind == "tfds":
         return sources.tfds_source(d.path, data_dir=d.data_dir, split=split, **fields)
@@ -162,7 +164,20 @@ def build_budget(config):
 
 
 def build_advantage(config):
-    return get_advantage(config.rl.advantage, **_dict(config.rl.advantage_hparams))
+    hp = _dict(config.rl.advantage_hparams)
+    name = config.rl.advantage
+    if name == "positive_group":  # DRPO's weights normalise lengths by the sampler's budget
+        hp.setdefault("l_max", int(config.budget.max_new_tokens))
+    if name == "hbpo" and config.penalty.name == "hbpo":
+        default = inspect.signature(penalties.REGISTRY["hbpo"]).parameters["subgroup_budgets"]
+        budgets = _dict(config.penalty.hparams).get("subgroup_budgets", default.default)
+        k = hp.setdefault("num_subgroups", len(budgets))
+        if k != len(budgets):
+            raise ValueError(
+                f"config.rl.advantage_hparams.num_subgroups={k} differs from the {len(budgets)} "
+                "subgroups of config.penalty.hparams.subgroup_budgets; make them equal."
+            )
+    return get_advantage(name, **hp)
 
 
 def build_loss(config) -> LossConfig | DRPOConfig:

@@ -106,6 +106,7 @@ class Run:
             budget=cfg.eval.budget,
             verifier=cfg.data.verifier,
             key=self.step_key(EVAL_KEY, step),
+            think_in_prompt=cfg.data.get("think_in_prompt", False),
         )
         self.writer.write(step, {f"eval/{k}": v for k, v in metrics.items()}, phase=tag)
         return metrics, records
@@ -256,6 +257,7 @@ def run_rl(run: Run) -> dict:
         prompt_len=tp,
         dynamic_sampling=cfg.dynamic_sampling,
         max_draws=cfg.max_draws,
+        think_in_prompt=config.data.get("think_in_prompt", False),
         ref_logprobs=ref_fn,
     )
     update = make_update(

@@ -95,6 +95,21 @@ def test_bad_field_names_the_field_and_the_config_key(tmp_path, writer, make):
         )
 
 
+@pytest.mark.parametrize("writer,make", [(_write_jsonl, "jsonl"), (_write_parquet, "parquet")])
+def test_solution_field_becomes_the_solution(tmp_path, writer, make):
+    rows = [{**r, "sol": f"<think> {r['q']} </think> {r['a']}"} for r in ROWS]
+    path = writer(tmp_path / f"d.{make}", rows)
+    ds = sources.get_source(make, path=path, solution_field="sol", **FIELDS)
+    assert [ds[i] for i in range(3)] == [
+        {**e, "solution": r["sol"]} for e, r in zip(EXPECTED, rows, strict=True)
+    ]
+    for empty in (None, ""):  # no solution_field: no "solution" key, as before
+        ds = sources.get_source(make, path=path, solution_field=empty, **FIELDS)
+        assert "solution" not in ds[0]
+    with pytest.raises(ValueError, match="'worked'.*solution_field"):
+        sources.get_source(make, path=path, solution_field="worked", **FIELDS)
+
+
 def test_bad_json_line_names_file_and_line(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text(json.dumps(ROWS[0]) + "\n{not json\n")
@@ -154,6 +169,8 @@ def test_hf_disk_source_with_a_stand_in_datasets_module(tmp_path, monkeypatch):
         sources.hf_disk_source(tmp_path, split="train", question_field="q")
     with pytest.raises(FileNotFoundError, match="save_to_disk"):
         sources.hf_disk_source(tmp_path / "missing", split="train", **FIELDS)
+    src = sources.hf_disk_source(tmp_path, split="train", solution_field="a", **FIELDS)
+    assert [src[i]["solution"] for i in range(3)] == [r["a"] for r in ROWS]
 
 
 # --- TFDS: a tiny dataset prepared locally in array_record format (no tensorflow needed). ---
@@ -200,6 +217,25 @@ def test_tfds_source(tfds_dir):
         (f"question {i}", str(10 * i), i) for i in range(4)
     ]
     assert all(isinstance(r["prompt"], str) for r in records)
+
+
+def test_tfds_solution_field(tfds_dir):
+    ds = sources.tfds_source(
+        "lenrl_tiny_qa",
+        data_dir=tfds_dir,
+        question_field="q",
+        answer_field="a",
+        solution_field="a",
+    )
+    assert all(ds[i]["solution"] == ds[i]["answer"] for i in range(len(ds)))
+    with pytest.raises(ValueError, match="'sol'.*solution_field"):
+        sources.tfds_source(
+            "lenrl_tiny_qa",
+            data_dir=tfds_dir,
+            question_field="q",
+            answer_field="a",
+            solution_field="sol",
+        )
 
 
 def test_tfds_errors(tfds_dir, tmp_path):
