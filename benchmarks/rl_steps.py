@@ -7,7 +7,6 @@ python benchmarks/rl_steps.py --config=configs/default.py --shape=qwen2.5-0.5b -
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import tempfile
 import time
@@ -15,6 +14,8 @@ import time
 import jax
 import numpy as np
 from sampler import SIZES  # benchmarks/sampler.py, beside this script
+
+from lenrl import config_files
 
 # Decoder bodies of real checkpoints, shared with the sampler benchmark (random weights; the vocab
 # is the task tokenizer's).
@@ -40,10 +41,7 @@ def main():
     ap.add_argument("--shape", default="", choices=["", *SHAPES])
     ap.add_argument("--set", action="append", default=[])
     args = ap.parse_args()
-    spec = importlib.util.spec_from_file_location("cfg", args.config)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    config = mod.get_config()
+    config = config_files.load(args.config)
     config.progress = False
     config.eval.sweep = ()
     config.checkpoint.export = False

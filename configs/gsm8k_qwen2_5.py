@@ -28,26 +28,18 @@ eval_after.json / summary.json in the workdir.
 """
 
 import copy
-import importlib.util
 import os
 
 import ml_collections
 
+from lenrl import config_files
+
 
 def _load_default():
-    """configs/default.py as a module (configs/ is not a package): every key the trainer reads."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default.py")
-    spec = importlib.util.spec_from_file_location("lenrl_configs_default", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _unset_all(cd: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Every key of `cd` to None (unset), keeping the keys so that flags can still set them."""
-    for key in list(cd.keys()):
-        cd[key] = None
-    return cd
+    """configs/default.py as a module: every key the trainer reads."""
+    return config_files.load_module(
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "default.py")
+    )
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -88,11 +80,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.rl.grad_clip = 1.0  # global-norm clip
     c.rl.objective = "pg"  # clipped policy-gradient surrogate
     c.rl.loss_preset = "dapo"  # clip-higher 0.2 / 0.28, no KL, token-mean
-    _unset_all(c.rl.loss)  # no overrides of the preset
+    config_files.unset_all(c.rl.loss)  # no overrides of the preset
     # Dr. GRPO (r - mean_g r, no std division): in an all-wrong group ALP's small length term
     # would otherwise be scaled up to a full-size advantage for giving up early.
     c.rl.advantage = "dr_grpo"
-    _unset_all(c.rl.advantage_hparams)  # the estimator's defaults
+    config_files.unset_all(c.rl.advantage_hparams)  # the estimator's defaults
     c.rl.dynamic_sampling = False  # keep every group
     c.rl.max_draws = 3  # prompt batches drawn per step at most with dynamic sampling
 

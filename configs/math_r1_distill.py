@@ -30,26 +30,18 @@ summary.json in the workdir.
 """
 
 import copy
-import importlib.util
 import os
 
 import ml_collections
 
+from lenrl import config_files
+
 
 def _load_default():
-    """configs/default.py as a module (configs/ is not a package): every key the trainer reads."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default.py")
-    spec = importlib.util.spec_from_file_location("lenrl_configs_default", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _unset_all(cd: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Every key of `cd` to None (unset), keeping the keys so that flags can still set them."""
-    for key in list(cd.keys()):
-        cd[key] = None
-    return cd
+    """configs/default.py as a module: every key the trainer reads."""
+    return config_files.load_module(
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "default.py")
+    )
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -91,13 +83,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.rl.grad_clip = 1.0  # global-norm clip
     c.rl.objective = "pg"  # clipped policy-gradient surrogate
     c.rl.loss_preset = "dapo"  # clip-higher, no KL, token-mean
-    _unset_all(c.rl.loss)  # DLER's loss, written out:
+    config_files.unset_all(c.rl.loss)  # DLER's loss, written out:
     c.rl.loss.eps_low = 0.2  # lower clip 1 - 0.2
     c.rl.loss.eps_high = 0.28  # clip-higher: upper clip 1 + 0.28
     c.rl.loss.beta = 0.0  # no KL to the reference
     c.rl.loss.loss_agg = "token_mean"  # every valid token of the batch weighs the same
     c.rl.advantage = "batch_whiten"  # DLER: group-centred, batch-whitened over tokens
-    _unset_all(c.rl.advantage_hparams).boost = 0.1  # + 0.1 * correct
+    config_files.unset_all(c.rl.advantage_hparams).boost = 0.1  # + 0.1 * correct
     c.rl.dynamic_sampling = True  # drop all-equal groups and draw more prompts (DLER, DAPO)
     c.rl.max_draws = 3  # prompt batches drawn per step at most
 
@@ -137,6 +129,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             {"b0": 8192, "gamma": 0.9, "every": 50, "b_min": 4096, "mode": "exponential"}
         )  # 8192 -> 4096 over ~350 steps
         c.rl.advantage = "grpo"  # (r - mean_g r) / (std_g r + eps)
-        _unset_all(c.rl.advantage_hparams)  # grpo's defaults
+        config_files.unset_all(c.rl.advantage_hparams)  # grpo's defaults
         c.rl.dynamic_sampling = False  # keep every group
     return c

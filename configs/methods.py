@@ -41,19 +41,18 @@ if you override `--config.rl.steps`, override them too.
 """
 
 import copy
-import importlib.util
 import os
 
 import ml_collections
 
+from lenrl import config_files
+
 
 def _load_default():
-    """configs/default.py as a module (configs/ is not a package)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default.py")
-    spec = importlib.util.spec_from_file_location("lenrl_configs_default", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """configs/default.py as a module: every key the trainer reads."""
+    return config_files.load_module(
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "default.py")
+    )
 
 
 # Lengths of the synthetic task, in tokens with the stop token (configs/default.py's data).
