@@ -64,6 +64,10 @@ class SamplingConfig:
     queue_order: str = "budget_desc"  # "budget_desc" starts long budgets first; or "given"
     thinking: ThinkingConfig | None = None  # budget forcing; None = off
     cache_dtype: str | None = None  # KV cache dtype; None = the model's compute dtype
+    decode_window: int | None = 128  # decode reads a KV window grown ~this many tokens at a time
+    #                                  (`windows`); None = every step reads the whole T + L cache
+    max_windows: int = 4  # at most this many windows: the program holds one decode loop each
+    #                       (and one refill with slot refill), so compile time grows with it
 
     def __post_init__(self):
         object.__setattr__(self, "stop_token_ids", _ids(self.stop_token_ids, "stop_token_ids"))
@@ -90,6 +94,12 @@ class SamplingConfig:
                     f"refill_rows={self.refill_rows} exceeds num_slots={self.num_slots}; a refill "
                     "cannot fill more slots than exist."
                 )
+        if self.decode_window is not None and self.decode_window < 1:
+            raise ValueError(
+                f"decode_window={self.decode_window} must be >= 1 (or None: read the whole cache)."
+            )
+        if self.max_windows < 1:
+            raise ValueError(f"max_windows={self.max_windows} must be >= 1.")
         if self.queue_order not in QUEUE_ORDERS:
             raise ValueError(f"queue_order={self.queue_order!r}: use one of {QUEUE_ORDERS}.")
         if self.thinking is not None:
@@ -114,6 +124,20 @@ class SamplingConfig:
             f"a prompt of {length} tokens is longer than the largest bucket {self.buckets[-1]}; "
             "add a larger length to SamplingConfig.buckets."
         )
+
+    def windows(self, bucket: int) -> tuple[int, ...]:
+        """Cache widths ``W_1 < ... < W_K = T + L`` that decoding steps through for bucket ``T``.
+
+        ``K = clip(round(L / decode_window), 1, max_windows)`` windows split the ``L`` new-token
+        slots evenly: ``W_k = T + ceil(k * L / K)``. A remainder under half a step earns no
+        window of its own, so ``L < 1.5 * decode_window`` keeps one window (one decode loop to
+        compile). ``decode_window=None`` gives ``(T + L,)``: every step reads the whole cache.
+        """
+        t, width = bucket, self.max_new_tokens
+        if self.decode_window is None:
+            return (t + width,)
+        k = min(max(int(width / self.decode_window + 0.5), 1), self.max_windows, width)
+        return tuple(t + -(-i * width // k) for i in range(1, k + 1))
 
     def slots(self, num_prompts: int) -> Slots:
         """Resolves the slot knobs for ``num_prompts`` prompts per call."""

@@ -13,15 +13,32 @@ position ``P + g``.
 Loops (the slot-refill policy). The queue holds all ``N`` prompts (``queue_order``). The outer
 ``while_loop`` runs while a slot is live or the queue is not empty; each iteration
 
-1. refills: the first ``min(R, free, queued)`` free slots get the next queued prompts with ONE
-   prefill of ``R`` rows (``refill_rows``; unused rows are masked), merged into those slots' cache
-   rows (the rest of each row is marked empty, like `KVCache.clear_rows`);
+1. refills, if one is due (see 2.): the first ``min(R, free, queued)`` free slots get the next
+   queued prompts with ONE prefill of ``R`` rows (``refill_rows``; unused rows are masked),
+   merged into those slots' cache rows (the rest of each row is marked empty, like
+   `KVCache.clear_rows`);
 2. decodes: an inner ``while_loop`` of single-token steps over all ``S`` slots, which exits as
    soon as no slot is live, or once ``min(refill_min_free, queued)`` slots are free while prompts
    wait.
 
 With ``num_slots = None`` (``S = R = N``) this is one prefill then one decode loop: a static batch
 whose cost follows the longest live sequence, not the largest budget.
+
+Windows (``SamplingConfig.decode_window``). A decode step reads every slot of the cache it is
+given, so reading all ``C`` slots while rows are short would cost mostly empty cache (at batch 256
+on a Qwen2.5-0.5B shape with ``C = 640`` the cache read is twice the weights). The cache
+therefore grows through the static widths ``W_1 < ... < W_K = C`` of `SamplingConfig.windows`:
+the loops above run on a ``[S, W_k]`` cache and also stop when a live row's next slot would be
+``W_k``; the cache is then padded with empty slots to ``W_{k+1}`` (one copy per window, never one
+per step) and the loops resume. Slots are never moved, so every step feeds the same tokens at the
+same slots and positions as with one window: the tokens are those of ``decode_window=None`` and
+log-probs agree to f32 rounding (empty slots get exactly zero attention weight; only the order
+of the sums changes). The window only grows, also under slot refill
+(a refilled row starts at slot ``T - 1 < W_1``). Costs: the one compiled program holds ``K``
+copies of the decode loop (and of the refill when ``S < N``; with ``S = N`` every prompt starts
+before the first step), ``K <= max_windows``, so compile time grows with ``K``. Memory: each
+layer's keys/values are padded separately and the old ones die right after, so XLA's peak stays
+about one whole cache (test_windows.py checks the compiled program's temp memory).
 
 Sampling keys are ``fold_in(fold_in(key, prompt_index), token_index)``, so a prompt's completion
 does not depend on which slot or when it ran: slot refill and a static batch agree.
@@ -38,7 +55,6 @@ from flax import struct
 
 from lenrl.models import KVCache
 from lenrl.sampling.config import SamplingConfig, Slots
-from lenrl.sampling.methods import token_logprob
 
 Shard = Callable[[jax.Array, tuple], jax.Array]  # (array, logical axes) -> constrained array
 
@@ -101,10 +117,13 @@ class SlotState:
     out: Results
 
 
-def init_state(model_cfg, cfg: SamplingConfig, slots: Slots, q: Queue, shard: Shard) -> SlotState:
-    n, t = q.tokens.shape
+def init_state(
+    model_cfg, cfg: SamplingConfig, slots: Slots, q: Queue, shard: Shard, cache_width: int
+) -> SlotState:
+    """Empty slots, an empty queue head and a cache of ``cache_width`` (first window) slots."""
+    n, _ = q.tokens.shape
     s, width = slots.num_slots, cfg.max_new_tokens
-    cache = KVCache.init(model_cfg, s, t + width, cfg.cache_dtype)
+    cache = KVCache.init(model_cfg, s, cache_width, cfg.cache_dtype)
     zeros_s = jnp.zeros((s,), jnp.int32)
     out = Results(
         tokens=jnp.full((n, width), cfg.pad_id, jnp.int32),
@@ -137,6 +156,20 @@ def _shard_cache(cache: KVCache, shard: Shard) -> KVCache:
         tuple(shard(k, CACHE_AXES) for k in cache.k),
         tuple(shard(v, CACHE_AXES) for v in cache.v),
         shard(cache.pos, ("batch", "cache_length")),
+    )
+
+
+def grow(cache: KVCache, width: int, shard: Shard) -> KVCache:
+    """Pads every row of the cache with empty slots (zero keys/values, position -1) to ``width``."""
+    extra = width - cache.pos.shape[1]
+    kv_pad = ((0, 0), (0, extra), (0, 0), (0, 0))
+    return _shard_cache(
+        KVCache(
+            tuple(jnp.pad(k, kv_pad) for k in cache.k),
+            tuple(jnp.pad(v, kv_pad) for v in cache.v),
+            jnp.pad(cache.pos, ((0, 0), (0, extra)), constant_values=-1),
+        ),
+        shard,
     )
 
 
@@ -218,7 +251,7 @@ def decode_step(model, state: SlotState, key, cfg: SamplingConfig, shard: Shard)
     g = state.generated
     keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, state.prompt)
     keys = jax.vmap(jax.random.fold_in)(keys, g)
-    tok, sampling_logp = cfg.method()(logits_SxV, keys)
+    tok, sampling_logp, policy_lse = cfg.method().step(logits_SxV, keys)
 
     forced = jnp.zeros_like(live)
     limit, thinking, forcing = state.limit, state.thinking, state.forcing
@@ -236,11 +269,12 @@ def decode_step(model, state: SlotState, key, cfg: SamplingConfig, shard: Shard)
         thinking = thinking & ~start & ~_isin(tok, th.end_token_ids)
 
     stop = live & ~forced & _isin(tok, cfg.stop_token_ids)
+    policy_logp = jnp.take_along_axis(logits_SxV, tok[:, None], axis=-1)[:, 0] - policy_lse
     idx_S = jnp.where(live, state.prompt, state.out.tokens.shape[0])  # N drops the write
     o = state.out
     out = o.replace(
         tokens=o.tokens.at[idx_S, g].set(tok, mode="drop"),
-        logprobs=o.logprobs.at[idx_S, g].set(token_logprob(logits_SxV, tok), mode="drop"),
+        logprobs=o.logprobs.at[idx_S, g].set(policy_logp, mode="drop"),
         sampling_logprobs=o.sampling_logprobs.at[idx_S, g].set(sampling_logp, mode="drop"),
         forced=o.forced.at[idx_S, g].set(forced, mode="drop"),
         lengths=o.lengths.at[idx_S].set(g + 1, mode="drop"),
@@ -271,8 +305,9 @@ def _isin(tok_S: jax.Array, ids: tuple[int, ...]) -> jax.Array:
 
 
 def generate(model, q: Queue, key, cfg: SamplingConfig, slots: Slots, shard: Shard):
-    """Runs the refill / decode loops to completion; returns a `SampleOutput`."""
-    n = q.tokens.shape[0]
+    """Runs the refill / decode loops to completion, window by window; returns a `SampleOutput`."""
+    n, t = q.tokens.shape
+    windows = cfg.windows(t)
 
     def queued(s: SlotState):
         return s.queue_head < n
@@ -281,19 +316,39 @@ def generate(model, q: Queue, key, cfg: SamplingConfig, slots: Slots, shard: Sha
         free = slots.num_slots - s.live.sum()
         return queued(s) & (free >= jnp.minimum(slots.min_free, n - s.queue_head))
 
-    def decode_loop(s: SlotState) -> SlotState:
-        return jax.lax.while_loop(
-            lambda s: s.live.any() & ~refill_due(s),
-            lambda s: decode_step(model, s, key, cfg, shard),
-            s,
-        )
+    def run_window(s: SlotState, width: int | None, with_refill: bool) -> SlotState:
+        """The loops over a cache of ``width`` slots (None: the last window, never outgrown)."""
 
-    def outer(s: SlotState) -> SlotState:
-        s = jax.lax.cond(queued(s), lambda s: refill(model, s, q, slots, shard), lambda s: s, s)
-        return decode_loop(s)
+        def fits(s: SlotState):  # every live row's next token has a slot in this window
+            return True if width is None else ~jnp.any(s.live & (s.write >= width))
 
-    state = init_state(model.cfg, cfg, slots, q, shard)
-    state = jax.lax.while_loop(lambda s: s.live.any() | queued(s), outer, state)
+        def decode_loop(s: SlotState) -> SlotState:
+            return jax.lax.while_loop(
+                lambda s: s.live.any() & ~refill_due(s) & fits(s),
+                lambda s: decode_step(model, s, key, cfg, shard),
+                s,
+            )
+
+        if not with_refill:
+            return decode_loop(s)
+
+        def outer(s: SlotState) -> SlotState:
+            s = jax.lax.cond(
+                refill_due(s), lambda s: refill(model, s, q, slots, shard), lambda s: s, s
+            )
+            return decode_loop(s)
+
+        return jax.lax.while_loop(lambda s: (s.live.any() | queued(s)) & fits(s), outer, s)
+
+    # With S >= N every prompt starts before the first decode step (a refill is due while any
+    # prompt waits), so windows after the first need no refill code.
+    late_refill = slots.num_slots < n
+    state = init_state(model.cfg, cfg, slots, q, shard, windows[0])
+    for i, width in enumerate(windows):
+        if i:
+            state = state.replace(cache=grow(state.cache, width, shard))
+        last = i == len(windows) - 1
+        state = run_window(state, None if last else width, i == 0 or late_refill)
     o = state.out
     mask = jnp.arange(cfg.max_new_tokens)[None, :] < o.lengths[:, None]
     return SampleOutput(

@@ -9,6 +9,7 @@ import contextlib
 
 import jax
 import numpy as np
+import pytest
 from flax import nnx
 
 from lenrl import models
@@ -32,7 +33,8 @@ def count_compiles():
         jax.monitoring.unregister_event_duration_listener(listener)
 
 
-def test_same_bucket_compiles_nothing_new():
+@pytest.mark.parametrize("decode_window", [None, 3])  # one window, or three: still one program
+def test_same_bucket_compiles_nothing_new(decode_window):
     cfg = models.ModelConfig(
         vocab_size=32,
         hidden_size=16,
@@ -55,6 +57,7 @@ def test_same_bucket_compiles_nothing_new():
             thinking=thinking,
             temperature=0.7,
             top_k=5,
+            decode_window=decode_window,
         ),
     )
     rng = np.random.RandomState(0)

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import special, stats
 
 from lenrl.sampling import Greedy, Sample, token_logprob
 
@@ -104,3 +104,29 @@ def test_top_k_larger_than_vocab_is_off():
 def test_invalid_settings(kw, match):
     with pytest.raises(ValueError, match=match):
         Sample(**kw)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [None, dict(), dict(temperature=0.6), dict(top_k=3), dict(temperature=1.4, top_p=0.8)],
+    ids=["greedy", "plain", "temperature", "top_k", "top_p"],
+)
+def test_step_gives_the_policy_normaliser_and_sampling_logprob(kw):
+    """``step`` = ``__call__`` plus ``logsumexp(logits)``; log-probs against numpy (f64)."""
+    logits = (3 * np.random.RandomState(1).randn(6, 11)).astype(np.float32)
+    logits[2, [0, 4]] = -np.inf  # masked vocabulary entries stay out of both normalisers
+    method = Greedy() if kw is None else Sample(**kw)
+    keys = jax.random.split(jax.random.key(0), 6)
+    tokens, samp_logp, lse = jax.jit(method.step)(jnp.asarray(logits), keys)
+    np.testing.assert_allclose(lse, special.logsumexp(logits.astype(np.float64), -1), atol=1e-5)
+    again = method(jnp.asarray(logits), keys)
+    np.testing.assert_array_equal(again[0], tokens)
+    np.testing.assert_array_equal(again[1], samp_logp)
+    tokens = np.asarray(tokens)
+    if kw is None:
+        np.testing.assert_array_equal(tokens, logits.argmax(-1))
+        assert (np.asarray(samp_logp) == 0).all()
+        return
+    want = np.array([np_expected(row, **kw)[t] for row, t in zip(logits, tokens, strict=True)])
+    assert (want > 0).all()
+    np.testing.assert_allclose(samp_logp, np.log(want), atol=1e-5)

@@ -33,7 +33,9 @@ SCRIPT = textwrap.dedent(
     budgets = np.array([10, 3, 7, 10, 1, 10, 5, 8])
     base = SamplingConfig(greedy=True, buckets=(8,), max_new_tokens=10, stop_token_ids=(5,))
     configs = {
-        "greedy_refill": dataclasses.replace(base, num_slots=4, refill_rows=4, refill_min_free=2),
+        "greedy_refill": dataclasses.replace(  # three cache windows: 12, 16, 18 slots
+            base, num_slots=4, refill_rows=4, refill_min_free=2, decode_window=4
+        ),
         "sample": dataclasses.replace(base, greedy=False, temperature=0.9, top_k=16, top_p=0.95),
     }
     key = jax.random.key(0)
