@@ -80,6 +80,9 @@ def main():
                 ),
                 "sample_s_median": float(np.median([r["sample_time"] for r in steady])),
                 "update_s_median": float(np.median([r["update_time"] for r in steady])),
+                # Per step: a step whose completion width (bucketed by 32) is new compiles the
+                # update and the log-prob programs again, which dominates at 0.5B shapes.
+                "step_s": [round(r["sample_time"] + r["update_time"], 3) for r in rows],
                 "peak_bytes": stats.get("peak_bytes_in_use"),
                 "accuracy_after": summary.get("after", {}).get("accuracy"),
                 "length_after": summary.get("after", {}).get("length_mean"),

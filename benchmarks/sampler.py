@@ -3,18 +3,22 @@
 Commands:
   python benchmarks/sampler.py                      # GPU: Qwen2.5-0.5B/1.5B shapes, batch 64, 256
   python benchmarks/sampler.py --sizes 0.5b --batches 64 --skip-torch
-  python benchmarks/sampler.py --smoke              # tiny shapes, CPU, < 1 minute
+  python benchmarks/sampler.py --tiny               # tiny shapes, CPU, < 1 minute (= --smoke)
 A whole default run (two sizes, torch included) can pass 10 minutes on one H100: run one size per
 command (``--sizes 0.5b``, then ``--sizes 1.5b``). Each finished row is also printed to stderr.
 
 Workloads (random bf16 weights, random prompt ids, stop tokens ignored, greedy):
   throughput: prompt 128, 512 new tokens for every row. lenrl tokens/s against transformers
     ``generate`` with a static and a dynamic cache, and lenrl's fraction of the memory-bandwidth
-    bound: bytes read per decode step (all weights + the whole KV cache, which is what the
-    step reads) over the measured step time, against a device-to-device copy bandwidth measured
-    in the same run. ``ideal_fraction`` counts only the live part of the cache instead.
+    bound: bytes read per decode step (all weights + the KV-cache window the step attends
+    over, averaged over the measured steps) over the measured step time, against a
+    device-to-device copy bandwidth measured in the same run. ``ideal_fraction`` counts only
+    the live part of the cache instead.
     The step time is (t(512 new) - t(64 new)) / 448 with ONE compiled program (budgets are
-    traced), so prefill and dispatch cancel out.
+    traced), so prefill and dispatch cancel out. Tunix's vanilla sampler (google-tunix, its
+    Qwen2 model with the same random shapes and bf16 weights, greedy, no stop token) runs the
+    same prompts and budget beside it (``tunix.lenrl_speedup``); if tunix is not installed or
+    fails, its entry says why (``status``) and the run goes on. ``--skip-tunix`` leaves it out.
   skew: budgets drawn so most rows stop under 128 tokens and ~6% run to 2048: slot refill
     (``num_slots`` = batch/4, batch/2) against one static batch (``num_slots=None``).
 Timing: a warm-up call (compile) is excluded; ``--repeats`` timed calls, each ended with
@@ -26,78 +30,27 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from common import (
+    SIZES,
+    copy_bandwidth,
+    guarded,
+    hf_config,
+    median_time,
+    model_config,
+    versions,
+)
 from flax import nnx
 
 from lenrl import models
 from lenrl.sampling import PromptBatch, SamplingConfig, make_sampler
 
-SIZES = {
-    "0.5b": dict(
-        hidden_size=896,
-        num_layers=24,
-        num_heads=14,
-        num_kv_heads=2,
-        head_dim=64,
-        intermediate_size=4864,
-        vocab_size=151936,
-    ),
-    "1.5b": dict(
-        hidden_size=1536,
-        num_layers=28,
-        num_heads=12,
-        num_kv_heads=2,
-        head_dim=128,
-        intermediate_size=8960,
-        vocab_size=151936,
-    ),
-    "smoke": dict(
-        hidden_size=64,
-        num_layers=2,
-        num_heads=4,
-        num_kv_heads=2,
-        head_dim=16,
-        intermediate_size=128,
-        vocab_size=512,
-    ),
-}
-
-
-def model_config(size: str) -> models.ModelConfig:
-    return models.ModelConfig(
-        model_type="qwen2",
-        tie_word_embeddings=True,
-        rope_theta=1_000_000.0,
-        max_position_embeddings=32768,
-        param_dtype="bfloat16",
-        dtype="bfloat16",
-        **SIZES[size],
-    )
-
-
-def median_time(fn, repeats: int) -> tuple[float, object]:
-    """Median wall time of ``fn()`` over ``repeats`` calls (each call ends synchronised)."""
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
-
-
-def copy_bandwidth(nbytes: int, repeats: int) -> float:
-    """Bytes/s of a device-to-device elementwise copy (read n bytes + write n bytes)."""
-    x = jnp.ones((nbytes // 4,), jnp.float32)
-    f = jax.jit(lambda x: x * 2)
-    jax.block_until_ready(f(x))
-    t, _ = median_time(lambda: jax.block_until_ready(f(x)), max(repeats, 5))
-    return 2 * x.nbytes / t
+__all__ = ["SIZES", "main"]  # rl_steps.py imports SIZES from here
 
 
 def random_prompts(rng, batch, prompt_len, vocab) -> PromptBatch:
@@ -129,8 +82,12 @@ def bench_lenrl(model, cfg, batch, prompt_len, new, short, repeats, copy_bw, rng
     assert int(np.asarray(out.lengths).min()) == new, "stop tokens must be ignored"
     step_s = (t_full - t_short) / (new - short)
     weights = sum(x.nbytes for x in jax.tree.leaves(state))
-    full = weights + cache_bytes(cfg, batch, prompt_len + new)  # the step reads the whole cache
-    live = weights + cache_bytes(cfg, batch, prompt_len + new / 2)  # average live length
+    # A decode step reads the weights and its window of the cache (the whole cache when
+    # decode_window is None): average the window width over the measured steps short..new.
+    windows = sampler.cfg.windows(prompt_len)
+    width = np.mean([min(w for w in windows if w > prompt_len + g) for g in range(short, new)])
+    full = weights + cache_bytes(cfg, batch, width)
+    live = weights + cache_bytes(cfg, batch, prompt_len + (short + new) / 2)  # live rows only
     return dict(
         tokens_per_s=batch * new / t_full,
         total_s=t_full,
@@ -138,6 +95,7 @@ def bench_lenrl(model, cfg, batch, prompt_len, new, short, repeats, copy_bw, rng
         compile_s=compile_s,
         compiled_programs=sampler.num_compiled(),
         bytes_per_step=full,
+        cache_windows=list(windows),
         bw_fraction=full / step_s / copy_bw,
         ideal_fraction=live / step_s / copy_bw,
     )
@@ -151,20 +109,7 @@ def bench_torch(size, batch, prompt_len, new, repeats, cache_impl):
         return dict(status=f"unavailable: {e}")
     s = SIZES[size]
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    hf_cfg = transformers.Qwen2Config(
-        vocab_size=s["vocab_size"],
-        hidden_size=s["hidden_size"],
-        intermediate_size=s["intermediate_size"],
-        num_hidden_layers=s["num_layers"],
-        num_attention_heads=s["num_heads"],
-        num_key_value_heads=s["num_kv_heads"],
-        tie_word_embeddings=True,
-        rope_theta=1_000_000.0,
-        max_position_embeddings=32768,
-        bos_token_id=None,
-        eos_token_id=None,
-        pad_token_id=0,
-    )
+    hf_cfg = hf_config(size)
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(hf_cfg, dtype=torch.bfloat16)
     model = model.to(device).eval()
@@ -194,74 +139,76 @@ def bench_torch(size, batch, prompt_len, new, repeats, cache_impl):
 
 
 def bench_tunix(size, batch, prompt_len, new, repeats):
-    """Tunix's vanilla sampler on the same shapes; best effort, "unavailable" if it fails."""
-    try:
-        import dataclasses
+    """Tunix's vanilla sampler (its Qwen2, same shape, bf16, greedy, no stop token).
 
-        from tunix.generate import sampler as tsampler
-        from tunix.models.qwen2 import model as tqwen
-    except Exception as e:  # noqa: BLE001 - optional dependency
-        return dict(status=f"unavailable: {type(e).__name__}: {e}")
-    try:
-        s = SIZES[size]
-        tcfg = tqwen.ModelConfig(
-            num_layers=s["num_layers"],
-            vocab_size=s["vocab_size"],
-            embed_dim=s["hidden_size"],
-            hidden_dim=s["intermediate_size"],
-            num_heads=s["num_heads"],
-            head_dim=s["head_dim"],
-            num_kv_heads=s["num_kv_heads"],
-            rope_theta=1_000_000,
-            norm_eps=1e-6,
-            use_tied_embedding=True,
+    The timed call is Tunix's whole ``Sampler.__call__`` (tokenize, prefill, decode loop, copy to
+    host, detokenize), as a Tunix user calls it; the prompts are space-separated ids.
+    """
+    from tunix.generate import sampler as tsampler
+    from tunix.models.qwen2 import model as tqwen
+
+    s = SIZES[size]
+    tcfg = tqwen.ModelConfig(
+        num_layers=s["num_layers"],
+        vocab_size=s["vocab_size"],
+        embed_dim=s["hidden_size"],
+        hidden_dim=s["intermediate_size"],
+        num_heads=s["num_heads"],
+        head_dim=s["head_dim"],
+        num_kv_heads=s["num_kv_heads"],
+        rope_theta=1_000_000,
+        norm_eps=1e-6,
+        use_tied_embedding=True,
+        dtype=jnp.bfloat16,
+        param_dtype=jnp.bfloat16,
+    )
+    transformer = tqwen.Qwen2(tcfg, rngs=nnx.Rngs(0))
+
+    class IdTokenizer:  # prompts are space-separated ids
+        def encode(self, text, **kw):
+            return [int(t) for t in text.split()]
+
+        def decode(self, ids, **kw):
+            return " ".join(str(int(i)) for i in ids)
+
+        def bos_id(self):
+            return None
+
+        def eos_id(self):
+            return s["vocab_size"] - 1
+
+        def pad_id(self):
+            return 0
+
+    cache = tsampler.CacheConfig(
+        cache_size=prompt_len + new,
+        num_layers=s["num_layers"],
+        num_kv_heads=s["num_kv_heads"],
+        head_dim=s["head_dim"],
+    )
+    smp = tsampler.Sampler(transformer, IdTokenizer(), cache)
+    rng = np.random.RandomState(0)
+    texts = [
+        " ".join(map(str, rng.randint(1, s["vocab_size"] - 1, prompt_len))) for _ in range(batch)
+    ]
+
+    def run():
+        return smp(
+            texts,
+            max_generation_steps=new,
+            max_prompt_length=prompt_len,
+            eos_tokens=[-1],  # no stop token, as for lenrl
+            temperature=0.0,
         )
-        tcfg = dataclasses.replace(tcfg, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
-        transformer = tqwen.Qwen2(tcfg, rngs=nnx.Rngs(0))
 
-        class IdTokenizer:  # prompts are space-separated ids
-            def encode(self, text, **kw):
-                return [int(t) for t in text.split()]
-
-            def decode(self, ids, **kw):
-                return " ".join(str(int(i)) for i in ids)
-
-            def bos_id(self):
-                return None
-
-            def eos_id(self):
-                return s["vocab_size"] - 1
-
-            def pad_id(self):
-                return 0
-
-        cache = tsampler.CacheConfig(
-            cache_size=prompt_len + new + 8,
-            num_layers=s["num_layers"],
-            num_kv_heads=s["num_kv_heads"],
-            head_dim=s["head_dim"],
-        )
-        smp = tsampler.Sampler(transformer, IdTokenizer(), cache)
-        rng = np.random.RandomState(0)
-        texts = [
-            " ".join(map(str, rng.randint(1, s["vocab_size"] - 1, prompt_len)))
-            for _ in range(batch)
-        ]
-
-        def run():
-            return smp(
-                texts,
-                max_generation_steps=new,
-                max_prompt_length=prompt_len,
-                eos_tokens=[-1],
-                temperature=0.0,
-            )
-
-        run()
-        t, _ = median_time(run, repeats)
-        return dict(tokens_per_s=batch * new / t, total_s=t)
-    except Exception as e:  # noqa: BLE001 - report, do not fail the whole benchmark
-        return dict(status=f"unavailable: {type(e).__name__}: {e}")
+    t0 = time.perf_counter()
+    out = run()
+    warm = time.perf_counter() - t0
+    lengths = {len(t) for t in out.tokens}
+    if lengths != {new}:
+        raise AssertionError(f"Tunix produced completion lengths {sorted(lengths)}, not {new}")
+    t, _ = median_time(run, repeats)
+    return dict(tokens_per_s=batch * new / t, total_s=t, warmup_s=warm)
 
 
 def skewed_budgets(rng, batch, long_len, short_max, frac_long):
@@ -334,8 +281,9 @@ def main(argv=None):
     p.add_argument("--skip-skew", action="store_true", help="skip the skewed-length workload")
     p.add_argument("--skew-batch", type=int, default=256)
     p.add_argument("--skew-slots", default="0.25,0.5", help="num_slots as fractions of batch")
-    p.add_argument("--tunix", action="store_true", help="also time Tunix's sampler if installed")
-    p.add_argument("--smoke", action="store_true", help="tiny shapes that run on CPU")
+    p.add_argument("--skip-tunix", action="store_true", help="skip Tunix's sampler")
+    p.add_argument("--tunix", action="store_true", help=argparse.SUPPRESS)  # old flag: default now
+    p.add_argument("--smoke", "--tiny", action="store_true", help="tiny shapes that run on CPU")
     a = p.parse_args(argv)
 
     sizes = a.sizes.split(",")
@@ -355,6 +303,7 @@ def main(argv=None):
         backend=jax.default_backend(),
         jax=jax.__version__,
         python=platform.python_version(),
+        versions=versions("jax", "flax", "torch", "transformers", "tunix"),
         setup=dict(
             prompt_len=prompt_len,
             new_tokens=new,
@@ -383,8 +332,14 @@ def main(argv=None):
                         row[name]["lenrl_speedup"] = (
                             row["lenrl"]["tokens_per_s"] / row[name]["tokens_per_s"]
                         )
-            if a.tunix:
-                row["tunix"] = bench_tunix(size, batch, prompt_len, new, a.repeats)
+            if not a.skip_tunix:
+                row["tunix"] = guarded(
+                    "tunix", lambda s=size, b=batch: bench_tunix(s, b, prompt_len, new, a.repeats)
+                )
+                if "tokens_per_s" in row["tunix"]:
+                    row["tunix"]["lenrl_speedup"] = (
+                        row["lenrl"]["tokens_per_s"] / row["tunix"]["tokens_per_s"]
+                    )
             result["throughput"].append(row)
             print(json.dumps(row), flush=True, file=sys.stderr)
         if not a.skip_skew:
