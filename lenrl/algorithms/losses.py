@@ -12,6 +12,11 @@ Inputs are flat over samples (``N = P * G``) and padded over completion tokens (
 
 Everything is computed in ``f32`` (``f64`` inputs stay ``f64``); values at masked-out positions may
 be anything (NaN included).
+
+Packed layout (``lenrl.train.packing``): the token arrays are ``[B, R]`` rows holding several
+samples each, ``sample_ids [B, R]`` names each token's sample (an index into the ``[S]`` per-sample
+arrays), and advantages are per token. Every aggregation gives the same value in both layouts:
+per-sample sums come from ``segment_sum`` over ``sample_ids`` instead of row sums.
 """
 
 from __future__ import annotations
@@ -84,6 +89,34 @@ def clipped_surrogate(
 LOSS_AGGS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")
 
 
+def per_sample_sum(x: jax.Array, sample_ids: jax.Array, num_samples: int) -> jax.Array:
+    """``out[s] = sum_{tokens t with sample_ids[t] == s} x[t]``: packed ``[B, R]`` -> ``[S]``.
+
+    ``x`` must already be zero where it should not count (padding, masked tokens).
+    """
+    return jax.ops.segment_sum(
+        x.reshape(-1), jnp.asarray(sample_ids).reshape(-1), num_segments=num_samples
+    )
+
+
+def per_sample_mean(
+    x: jax.Array, mask: jax.Array, sample_ids: jax.Array | None = None, num_samples: int = 0
+) -> jax.Array:
+    """Each sample's token mean of ``x`` over ``mask`` (0 for samples without tokens).
+
+    Padded layout (``sample_ids`` None): ``[N, T] -> [N]``; packed: ``[B, R] -> [S]`` with
+    ``S = num_samples``.
+    """
+    m = jnp.asarray(mask, bool)
+    xm = jnp.where(m, at_least_f32(x), 0.0)
+    if sample_ids is None:
+        total, count = xm.sum(-1), m.sum(-1).astype(xm.dtype)
+    else:
+        total = per_sample_sum(xm, sample_ids, num_samples)
+        count = per_sample_sum(m.astype(xm.dtype), sample_ids, num_samples)
+    return total / jnp.maximum(count, 1.0)
+
+
 def aggregate(
     x: jax.Array,
     mask: jax.Array,
@@ -91,6 +124,7 @@ def aggregate(
     *,
     samples: jax.Array | None = None,
     l_max: int | None = None,
+    sample_ids: jax.Array | None = None,
 ) -> jax.Array:
     """Reduce a per-token quantity ``x [N, T]`` over ``mask [N, T]`` to a scalar.
 
@@ -101,18 +135,29 @@ def aggregate(
       constant normaliser, with ``n = sum(samples)`` (``samples [N] bool``, default all rows) and
       ``L_max = l_max`` (default ``T``).
 
-    Empty selections give 0.
+    Packed layout: ``x`` and ``mask`` are ``[B, R]`` rows, ``sample_ids [B, R]`` maps tokens to
+    samples and ``samples [S]`` is required (it also gives ``S``); ``seq_mean_token_sum_norm``
+    then needs ``l_max`` (a padded width does not exist). Empty selections give 0.
     """
     m = mask.astype(jnp.float32)
     xm = jnp.where(mask, x, 0.0)
+    if sample_ids is not None and samples is None:
+        raise ValueError("the packed layout (sample_ids) needs `samples` [S]")
     if loss_agg == "token_mean":
         return xm.sum() / jnp.maximum(m.sum(), 1.0)
     if loss_agg == "seq_mean_token_mean":
-        count = m.sum(-1)  # [N]
-        per_seq = xm.sum(-1) / jnp.maximum(count, 1.0)
+        if sample_ids is None:
+            count, total = m.sum(-1), xm.sum(-1)  # [N]
+        else:
+            s = jnp.shape(samples)[0]
+            count = per_sample_sum(m, sample_ids, s)  # [S]
+            total = per_sample_sum(xm, sample_ids, s)
+        per_seq = total / jnp.maximum(count, 1.0)
         has = (count > 0).astype(jnp.float32)
         return (per_seq * has).sum() / jnp.maximum(has.sum(), 1.0)
     if loss_agg == "seq_mean_token_sum_norm":
+        if sample_ids is not None and l_max is None:
+            raise ValueError("seq_mean_token_sum_norm on packed rows needs l_max")
         n = x.shape[0] if samples is None else jnp.asarray(samples, jnp.float32).sum()
         norm = x.shape[-1] if l_max is None else l_max
         return xm.sum() / (jnp.maximum(n, 1.0) * norm)
@@ -186,6 +231,7 @@ def policy_loss(
     truncated: jax.Array | None = None,
     valid: jax.Array | None = None,
     beta: jax.typing.ArrayLike | None = None,
+    sample_ids: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Clipped surrogate plus KL penalty, aggregated per ``config.loss_agg``::
 
@@ -199,20 +245,33 @@ def policy_loss(
     ``truncated`` and ``valid`` default to all-False and all-True. Returns ``(loss, metrics)``: a
     scalar loss and scalar metrics, token means over the same tokens (``clip_frac*`` are fractions
     of tokens whose gradient the clip removes).
+
+    Packed layout (``sample_ids [B, R]`` given): the token arrays and ``advantages`` are
+    ``[B, R]``, ``valid`` (required) and ``truncated`` are per sample ``[S]``; values equal the
+    padded layout's for the same samples.
     """
-    n, _ = logp_new.shape
-    valid = jnp.ones((n,), bool) if valid is None else jnp.asarray(valid, bool)
+    if sample_ids is None:
+        n, _ = logp_new.shape
+        valid = jnp.ones((n,), bool) if valid is None else jnp.asarray(valid, bool)
+    elif valid is None:
+        raise ValueError("the packed layout (sample_ids) needs `valid` [S]")
+    else:
+        valid = jnp.asarray(valid, bool)
     kept = valid  # [N] samples that enter the loss
     if config.mask_truncated:
         if truncated is None:
             raise ValueError("config.mask_truncated needs `truncated`")
         kept = kept & ~jnp.asarray(truncated, bool)
-    m = jnp.asarray(mask, bool) & kept[:, None]  # [N, T]
+    kept_tok = kept[:, None] if sample_ids is None else kept[sample_ids]  # [N, 1] | [B, R]
+    m = jnp.asarray(mask, bool) & kept_tok  # [N, T] | [B, R]
 
     logp_new = at_least_f32(logp_new)
     log_ratio = jnp.where(m, logp_new - at_least_f32(logp_old), 0.0)  # [N, T]
     ratio = jnp.exp(log_ratio)
-    adv = jnp.where(kept, at_least_f32(advantages), 0.0)[:, None]  # [N, 1]
+    if sample_ids is None:
+        adv = jnp.where(kept, at_least_f32(advantages), 0.0)[:, None]  # [N, 1]
+    else:
+        adv = jnp.where(kept_tok, at_least_f32(advantages), 0.0)  # [B, R]
     pg = clipped_surrogate(ratio, adv, config.eps_low, config.eps_high, config.dual_clip)
 
     use_kl = beta is not None or config.beta > 0.0
@@ -228,7 +287,9 @@ def policy_loss(
         per_token = pg
 
     def agg(x):
-        return aggregate(x, m, config.loss_agg, samples=kept, l_max=config.l_max)
+        return aggregate(
+            x, m, config.loss_agg, samples=kept, l_max=config.l_max, sample_ids=sample_ids
+        )
 
     loss = agg(per_token)
 

@@ -5,18 +5,21 @@ optional q/k/v bias (Qwen2) and q/k RMSNorm (Qwen3), tied or untied embeddings.
 
 Two entry points share one attention rule, so they agree to rounding:
 
-- ``model(tokens_BxT, attention_mask=mask_BxT, positions=None)`` -> logits ``[B, T, V]`` f32: the
-  full-sequence forward. Positions default to ``cumsum(mask) - 1``, so left- and right-padded
-  batches give the same logits on their real tokens.
+- ``model(tokens_BxT, attention_mask=mask_BxT, positions=None, segment_ids=None)`` -> logits
+  ``[B, T, V]`` f32: the full-sequence forward. Positions default to ``cumsum(mask) - 1``, so left-
+  and right-padded batches give the same logits on their real tokens. With ``segment_ids_BxT``
+  (packed rows: several sequences per row, ids 1, 2, ... and 0 for padding) a query also needs the
+  key's segment to be its own, so attention is block-diagonal causal, and positions default to
+  each token's offset in its segment (RoPE restarts per segment).
 - ``model.extend(tokens_BxT, positions_BxT, cache, write_index_B, token_mask_BxT)`` -> (hidden,
   cache): writes ``T`` new tokens into a preallocated `KVCache` at each row's own ``write_index``
   and attends over the whole cache. Prefill is ``extend`` with the prompt; decoding is ``extend``
   with one token. ``model.logits(hidden)`` projects to the vocabulary.
 
 The attention rule: query at position ``p`` sees a key iff the key's position ``k`` satisfies
-``0 <= k <= p`` (padding and empty cache slots carry position -1). Parameters are stored in
-``param_dtype`` and cast to ``dtype`` for compute; normalisation statistics, softmax and logits are
-f32.
+``0 <= k <= p`` (padding and empty cache slots carry position -1) and, with segment ids, both are
+in the same segment. Parameters are stored in ``param_dtype`` and cast to ``dtype`` for compute;
+normalisation statistics, softmax and logits are f32.
 """
 
 from __future__ import annotations
@@ -90,6 +93,16 @@ def apply_rope(x_BxTxHxD: jax.Array, pos_BxT: jax.Array, inv_freq: np.ndarray) -
     return out.astype(x_BxTxHxD.dtype)
 
 
+def segment_positions(segment_ids_BxT: jax.Array) -> jax.Array:
+    """Each token's offset in its segment, ``[B, T]`` i32: ``t - start(t)``, where ``start(t)`` is
+    the index of the first token of the run of equal ids holding ``t`` (padding runs too)."""
+    seg = jnp.asarray(segment_ids_BxT)
+    t = jnp.arange(seg.shape[-1], dtype=jnp.int32)
+    first = jnp.concatenate([jnp.ones_like(seg[:, :1], bool), seg[:, 1:] != seg[:, :-1]], axis=1)
+    start = jax.lax.cummax(jnp.where(first, t, 0), axis=1)
+    return t - start
+
+
 def _init(rngs: nnx.Rngs, shape, param_dtype, fan_in: int) -> nnx.Param:
     std = fan_in**-0.5
     return nnx.Param(jax.random.normal(rngs.params(), shape, param_dtype) * std)
@@ -143,11 +156,17 @@ class Attention(nnx.Module):
         inv_freq = rope_inv_freq(self.cfg)  # static numpy, folded into the trace as a constant
         return apply_rope(q, pos_BxT, inv_freq), apply_rope(k, pos_BxT, inv_freq), v
 
-    def attend(self, q_BxTxHxD, k_BxSxKxD, v_BxSxKxD, q_pos_BxT, k_pos_BxS):
-        """Scaled dot-product attention with the position rule; returns ``[B, T, E]``."""
+    def attend(self, q_BxTxHxD, k_BxSxKxD, v_BxSxKxD, q_pos_BxT, k_pos_BxS, seg_BxT=None):
+        """Scaled dot-product attention with the position rule; returns ``[B, T, E]``.
+
+        ``seg_BxT`` (full forward only, so ``S == T``): segment ids of the queries, which are also
+        the keys; a query then sees only keys of its own segment.
+        """
         b, t, hq, d = q_BxTxHxD.shape
         hkv = k_BxSxKxD.shape[2]
         mask_BxTxS = (k_pos_BxS[:, None, :] >= 0) & (k_pos_BxS[:, None, :] <= q_pos_BxT[:, :, None])
+        if seg_BxT is not None:
+            mask_BxTxS &= seg_BxT[:, :, None] == seg_BxT[:, None, :]
         if self.cfg.attention == "cudnn":
             out = jax.nn.dot_product_attention(
                 q_BxTxHxD, k_BxSxKxD, v_BxSxKxD, mask=mask_BxTxS[:, None], implementation="cudnn"
@@ -182,14 +201,17 @@ class Block(nnx.Module):
         self.post_attn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg.param_dtype)
         self.mlp = MLP(cfg, rngs)
 
-    def __call__(self, x_BxTxE, pos_BxT, k_pos_BxS, k_cache=None, v_cache=None, write_B=None):
-        """One layer. Without a cache the keys are this call's own; with one, the new keys and
-        values are written at ``write_B`` first. Returns ``(x, k_cache, v_cache)``."""
+    def __call__(
+        self, x_BxTxE, pos_BxT, k_pos_BxS, k_cache=None, v_cache=None, write_B=None, seg_BxT=None
+    ):
+        """One layer. Without a cache the keys are this call's own (``seg_BxT``: their segment
+        ids, or None); with one, the new keys and values are written at ``write_B`` first.
+        Returns ``(x, k_cache, v_cache)``."""
         q, k, v = self.attn.qkv(self.input_norm(x_BxTxE), pos_BxT)
         if k_cache is not None:
             k_cache, v_cache = _write(k_cache, k, write_B), _write(v_cache, v, write_B)
             k, v = k_cache, v_cache
-        x = x_BxTxE + self.attn.attend(q, k, v, pos_BxT, k_pos_BxS)
+        x = x_BxTxE + self.attn.attend(q, k, v, pos_BxT, k_pos_BxS, seg_BxT)
         x = x + self.mlp(self.post_attn_norm(x))
         return x, k_cache, v_cache
 
@@ -240,23 +262,34 @@ class Decoder(nnx.Module):
         w_ExV = self.lm_head[...].astype(h.dtype)
         return jnp.einsum("...e,ev->...v", h, w_ExV, preferred_element_type=jnp.float32)
 
-    def hidden_states(self, tokens_BxT, attention_mask=None, positions=None):
-        """Full-sequence forward to the final-normed hidden states ``[B, T, E]``."""
+    def hidden_states(self, tokens_BxT, attention_mask=None, positions=None, segment_ids=None):
+        """Full-sequence forward to the final-normed hidden states ``[B, T, E]``.
+
+        ``segment_ids`` ``[B, T]`` i32 (optional): packed rows, 0 on padding; real tokens are
+        ``segment_ids > 0`` (and ``attention_mask`` when also given), attention stays within a
+        segment and positions default to `segment_positions`.
+        """
         if attention_mask is None:
             attention_mask = jnp.ones(tokens_BxT.shape, bool)
         mask = attention_mask.astype(bool)
+        seg = None
+        if segment_ids is not None:
+            seg = jnp.asarray(segment_ids, jnp.int32)
+            mask = mask & (seg > 0)
+            if positions is None:
+                positions = segment_positions(seg)
         if positions is None:
             positions = jnp.cumsum(mask, axis=-1, dtype=jnp.int32) - 1
         positions = jnp.maximum(positions.astype(jnp.int32), 0)
         k_pos = jnp.where(mask, positions, -1)
         x = self._embed(tokens_BxT)
         for i in range(self.cfg.num_layers):
-            x, _, _ = self._layer(i)(x, positions, k_pos)
+            x, _, _ = self._layer(i)(x, positions, k_pos, seg_BxT=seg)
         return self.final_norm(x)
 
-    def __call__(self, tokens_BxT, attention_mask=None, positions=None):
+    def __call__(self, tokens_BxT, attention_mask=None, positions=None, segment_ids=None):
         """Logits ``[B, T, V]`` f32 for every position."""
-        return self.logits(self.hidden_states(tokens_BxT, attention_mask, positions))
+        return self.logits(self.hidden_states(tokens_BxT, attention_mask, positions, segment_ids))
 
     def extend(self, tokens_BxT, positions_BxT, cache: KVCache, write_index_B, token_mask_BxT=None):
         """Appends ``T`` tokens per row to ``cache`` at ``write_index_B`` and runs them.

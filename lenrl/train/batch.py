@@ -26,7 +26,7 @@ class UpdateBatch(NamedTuple):
     correct: jax.Array  # [N] f32 verifier score (the DRPO objective needs it)
 
 
-def pack_rows(
+def pad_rows(
     prompts: list[list[int]],
     completions: list[list[int]],
     prompt_len: int,

@@ -25,7 +25,7 @@ from lenrl.evaluation import budget_sweep, evaluate
 from lenrl.sampling.sampler import make_sampler
 from lenrl.sharding import AxisRules
 from lenrl.train import setup
-from lenrl.train.batch import pack_rows, supervised_batch
+from lenrl.train.batch import pad_rows, supervised_batch
 from lenrl.train.checkpoints import Checkpointer
 from lenrl.train.logprobs import completion_logprobs
 from lenrl.train.metrics import MetricWriter, read_metrics
@@ -176,7 +176,7 @@ def run_sft(run: Run) -> None:
             for s in batch["solution"]
         ]
         width = min(cfg.max_len, -(-max(map(len, comps)) // 16) * 16)  # bucketed: few compiles
-        tokens, mask = pack_rows(prompts, comps, tp, width, run.tokenizer.pad_token_id)
+        tokens, mask = pad_rows(prompts, comps, tp, width, run.tokenizer.pad_token_id)
         ub = run.put(supervised_batch(tokens, mask, tp))
         params, opt_state, m = update(params, opt_state, ub, run.step_key(UPDATE_KEY, step), step)
         step += 1

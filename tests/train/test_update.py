@@ -31,7 +31,7 @@ def _rows(n, seed=0):
     rng = np.random.RandomState(seed)
     prompts = [list(rng.randint(3, 37, rng.randint(1, TP + 1))) for _ in range(n)]
     comps = [list(rng.randint(3, 37, rng.randint(1, TC + 1))) for _ in range(n)]
-    return B.pack_rows(prompts, comps, TP, TC, pad_id=0), prompts, comps
+    return B.pad_rows(prompts, comps, TP, TC, pad_id=0), prompts, comps
 
 
 def _log_softmax(x):
@@ -52,9 +52,9 @@ def test_completion_logprobs_against_numpy():
         np.testing.assert_allclose(np.asarray(ent)[i, : len(c)], ref_ent, atol=1e-4)
 
 
-def test_pack_rows_errors_name_the_prompt_and_key():
+def test_pad_rows_errors_name_the_prompt_and_key():
     with pytest.raises(ValueError, match="prompt 1 has 4 tokens.*config.data.max_prompt_len"):
-        B.pack_rows([[1], [1, 2, 3, 4]], [[1], [1]], 3, 2, 0)
+        B.pad_rows([[1], [1, 2, 3, 4]], [[1], [1]], 3, 2, 0)
 
 
 def _setup(loss_fn, n=8, micro=1, minibatches=1, epochs=1, group=2, opt=None):
