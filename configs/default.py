@@ -2,10 +2,10 @@ r"""Default run: a tiny model learns the synthetic task verbosely, then GRPO + A
 
 Command (the README's first quick-start line):
   python -m lenrl.launch --config=configs/default.py --workdir=runs/default
-Runtime: about 6-9 minutes on 2 CPU cores (no accelerator needed).
-Expected: phase 1 (supervised, verbose chains of thought) reaches high held-out accuracy with
-completions of ~60 tokens; phase 2 (GRPO with the Adaptive Length Penalty) cuts the mean held-out
-length by more than half with accuracy within 2 points. Results land in the workdir:
+Runtime: about 9 minutes on 2 idle CPU cores (no accelerator needed).
+Expected (seed 0, measured): phase 1 (supervised, verbose chains of thought) reaches 0.972 held-out
+accuracy with completions of 80 tokens on average; phase 2 (50 GRPO steps with the Adaptive Length
+Penalty) cuts that to 29 tokens (-63%) at 0.996 accuracy. Results land in the workdir:
 metrics.jsonl, tb/, checkpoints, training.png, budget_curve.png, summary.json and export/ (a
 Hugging Face checkpoint of the final policy).
 
@@ -53,25 +53,29 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.synthetic = ml_collections.ConfigDict()  # lenrl.data.synthetic.SyntheticConfig fields
     c.data.synthetic.min_ops = 2  # fewest +/- operations per problem (difficulty level)
     c.data.synthetic.max_ops = 4  # most operations per problem
-    c.data.synthetic.max_checks_per_op = 2  # redundant re-checks ~ UniformInt[0, this * ops]
-    c.data.synthetic.restate_prob = 0.5  # probability of the "problem ..." restatement
+    c.data.synthetic.max_checks_per_op = 3  # redundant re-checks ~ UniformInt[0, this * ops]
+    # Always restate the problem first: the tiny model is more accurate with the operations
+    # copied next to its working (RL keeps the restatement and drops the re-checks).
+    c.data.synthetic.restate_prob = 1.0  # probability of the "problem ..." restatement
     c.data.num_eval = 500  # held-out problems evaluated
     c.data.max_prompt_len = 16  # prompt width (tokens) of the update batch; longer is an error
 
     c.sft = ml_collections.ConfigDict()
     c.sft.steps = 500  # supervised warm-start steps (0 = skip)
     c.sft.batch_size = 32  # sequences per step
-    c.sft.max_len = 112  # completion width (tokens) for the warm start
+    c.sft.max_len = 128  # completion width (tokens) for the warm start (the longest is 116)
     c.sft.learning_rate = 3e-3  # peak learning rate (warm-up + cosine)
     c.sft.warmup_steps = 50  # linear warm-up steps
+    c.sft.packing = False  # pack the examples into rows of max_prompt_len + max_len (no padding)
 
     c.rl = ml_collections.ConfigDict()
-    c.rl.steps = 70  # GRPO steps
+    c.rl.steps = 50  # GRPO steps
     c.rl.prompts_per_step = 32  # P
     c.rl.group_size = 8  # G samples per prompt
     c.rl.epochs = 1  # mu: passes over each rollout batch
     c.rl.num_minibatches = 2  # optimizer steps per pass
     c.rl.num_microbatches = 1  # gradient accumulation per optimizer step
+    c.rl.packing = False  # pack samples into rows of max_prompt_len + max_new_tokens (no padding)
     c.rl.learning_rate = 1e-4  # peak learning rate
     c.rl.lr_schedule = "constant"  # "constant" | "cosine" (decay to 10% over the run)
     c.rl.warmup_steps = 0  # learning-rate warm-up (optimizer steps)
@@ -121,6 +125,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval.every = 10  # RL steps between held-out evaluations (0 = only before/after)
     c.eval.greedy = True  # greedy decoding for evaluation
     c.eval.budget = 160  # max_new_tokens at evaluation
+    c.eval.num_slots = 0  # decode rows at evaluation (0 = all prompts at once; set for big sets)
     c.eval.sweep = (24, 32, 48, 64, 96, 160)  # budgets of the accuracy-vs-budget curve
 
     c.checkpoint = ml_collections.ConfigDict()

@@ -109,6 +109,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval.every = 50  # RL steps between held-out evaluations
     c.eval.greedy = False  # sample at the temperature above (R1-distill loops when greedy)
     c.eval.budget = 8192  # max_new_tokens at evaluation: lengths are measured, not capped
+    c.eval.num_slots = 128  # stream the eval set through 128 decode rows (bounds the KV cache)
     c.eval.sweep = (1024, 2048, 4096, 8192)  # budgets of the accuracy-vs-budget curve
 
     c.checkpoint.every = 25  # steps between checkpoints (steps are long)

@@ -57,9 +57,9 @@ def _load_default():
 
 # Lengths of the synthetic task, in tokens with the stop token (configs/default.py's data).
 MINIMAL_MAX = 22  # the longest minimal solution (4 ops); no budget may go below it
-SHORT = 32  # a budget every minimal solution fits in, with room to spare
-TRUNCATE = 48  # DLER-style cap a little above the mean verbose length (~43): cuts the long tail
-LONG = 96  # above every verbose solution (max ~88): "no pressure" end of a schedule
+SHORT = 40  # every minimal solution fits, and so does the restated chain (max 32)
+TRUNCATE = 64  # DLER-style cap a little above the mean verbose length (~58): cuts the long tail
+LONG = 128  # above every verbose solution (max 116): "no pressure" end of a schedule
 
 
 # Tokens L1's "Think for maximum N tokens." (7) and HBPO's "I will answer within N tokens." (9) add
@@ -231,7 +231,7 @@ def _hbpo(c, base):
     _advantage(c, "hbpo", num_subgroups=len(budgets))  # intra- + inter-subgroup, K subgroups
     # Room for the budget instruction in the prompt.
     c.data.max_prompt_len = base.data.max_prompt_len + INSTRUCTION_TOKENS
-    # Sampler width: at least the HBPO cap (128 + 16 here).
+    # Sampler width: at least the HBPO cap (160 + 16 here).
     c.budget.max_new_tokens = max(base.budget.max_new_tokens, max(budgets) + margin)
 
 
@@ -250,7 +250,7 @@ def _cosine(c, base):
 def _dapo_overlong(c, base):
     c.penalty.name = "dapo_overlong"  # linear penalty over the last l_cache tokens of L_max
     c.penalty.hparams = _cd(
-        l_cache=SHORT,  # soft zone 64-96 covers the verbose tail (paper 4096)
+        l_cache=SHORT,  # soft zone 88-128 covers the verbose tail (paper 4096)
         l_max=None,  # L_max = the sample's budget (paper 20480)
     )
     _constant_budget(c, LONG)  # L_max, hard cap (paper 20480)
@@ -264,7 +264,7 @@ def _thinkprune(c, base):
     c.penalty.hparams = _cd()  # none: the limit is the base budget
     c.budget.schedule = "rounds"  # piecewise-constant limits, one per round
     c.budget.hparams = _cd(
-        limits=(2 * SHORT, TRUNCATE, SHORT),  # 64 -> 48 -> 32 (paper 4000 -> 3000 -> 2000)
+        limits=(2 * SHORT, TRUNCATE, SHORT),  # 80 -> 64 -> 40 (paper 4000 -> 3000 -> 2000)
         steps_per_round=max(1, base.rl.steps // 3),  # three equal rounds over the run
     )
 

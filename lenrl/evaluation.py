@@ -1,7 +1,8 @@
 """Evaluation: accuracy, lengths, accuracy per 1,000 tokens, pass@k, by difficulty, budget sweeps.
 
 The quantities of spec section 6, computed from sampler outputs (lengths from token masks) and the
-host-side verifier. ``python -m lenrl.eval`` is the command-line front end.
+host-side verifier. ``python -m lenrl.eval`` is the command-line front end. With several processes
+each one samples every example (the same replicated inputs) and gets the same results.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import jax
 import numpy as np
 
 from lenrl.rewards import format_reward, verify_batch
+from lenrl.train.multihost import to_host
 from lenrl.train.rollout import prompt_ids
 
 
@@ -81,14 +83,14 @@ def evaluate(
     """
     prompts = [prompt_ids(tokenizer, ex["prompt"]) for ex in examples for _ in range(num_samples)]
     out = sampler(params, prompts, budget, key, thinking_budget=thinking_budget)
-    tokens, mask = np.asarray(out.tokens), np.asarray(out.mask)
+    # Every process passes every prompt; the outputs may be split over processes: gathered.
+    tokens, mask, lengths, truncated = to_host((out.tokens, out.mask, out.lengths, out.truncated))
     texts = tokenizer.batch_decode(
         [t[m] for t, m in zip(tokens, mask, strict=True)], skip_special_tokens=True
     )
     golds = [ex["answer"] for ex in examples for _ in range(num_samples)]
     correct = verify_batch(texts, golds, verifier)
     n, k = len(examples), num_samples
-    lengths, truncated = np.asarray(out.lengths), np.asarray(out.truncated)
     difficulty = [int(ex.get("difficulty", 0)) for ex in examples]
     metrics = summarize(
         correct.reshape(n, k), lengths.reshape(n, k), truncated.reshape(n, k), difficulty, ks

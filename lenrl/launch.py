@@ -26,13 +26,15 @@ def main(argv):
     from lenrl import distributed
 
     distributed.initialize()  # several hosts: jax.distributed; one host: nothing
+    import jax
+
     from lenrl.train.trainer import train
 
     try:
         summary = train(_CONFIG.value, _WORKDIR.value)
     except (ValueError, FileNotFoundError, KeyError) as e:
         sys.exit(f"error: {e}")
-    if summary:
+    if summary and jax.process_index() == 0:
         b, a = summary["before"], summary["after"]
         print(
             json.dumps(

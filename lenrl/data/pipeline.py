@@ -2,12 +2,16 @@
 
 Order of operations (grain ``MapDataset``, all lazy and index-based, hence exactly resumable):
 
-    source -> shuffle(seed) -> repeat(num_epochs) -> [trim] -> [shard_index::shard_count] -> batch
+    source -> shuffle(seed) -> repeat(num_epochs) -> [trim] -> batch -> [shard_index::shard_count]
 
 * ``shuffle`` before ``repeat``: grain reseeds the shuffle per epoch, so every epoch has its own
   order, the same on every process for a given seed.
-* Sharding slices the one global stream, so the shards of all processes partition it (each
-  example of an epoch goes to exactly one process) and every process sees new examples each epoch.
+* Sharding deals out whole batches of the one global stream: with ``n = shard_count`` and ``b =
+  batch_size``, batch ``k`` of shard ``i`` holds global examples ``[(k n + i) b, (k n + i + 1) b)``.
+  So the shards partition the stream (each example of an epoch goes to exactly one process), and
+  batch ``k`` of shards ``0 .. n-1`` side by side is exactly batch ``k`` of the unsharded pipeline
+  with ``batch_size = n b``: a multi-process run sees the same global batches, in the same order,
+  as one process, and the iterator state (batches drawn) means the same for any ``n``.
 * With a finite ``num_epochs`` and ``drop_remainder`` the stream is first trimmed to a multiple of
   ``shard_count * batch_size``, so every process yields the same number of full batches (multi-host
   steps stay in lockstep); the trimmed tail is at most ``shard_count * batch_size - 1`` examples.
@@ -88,8 +92,8 @@ def make_prompt_dataset(
     if num_epochs is not None and drop_remainder:
         per_step = shard_count * batch_size
         ds = ds[: len(ds) // per_step * per_step]
-    ds = ds[shard_index::shard_count]
-    return ds.batch(batch_size, drop_remainder=drop_remainder, batch_fn=collate)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, batch_fn=collate)
+    return ds[shard_index::shard_count]
 
 
 def make_prompt_iterator(

@@ -9,6 +9,7 @@ file (`safe_open(...).get_slice`), so no full second copy of the model is held i
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -16,7 +17,9 @@ import tempfile
 from collections.abc import Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from etils import epath
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from safetensors import safe_open
@@ -53,17 +56,86 @@ def _single_device_mesh() -> Mesh:
     return Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1, 1), ("data", "fsdp", "tensor"))
 
 
+# The order in which `Decoder.__init__` draws its random parameters from ``rngs.params()``:
+# draw ``c`` uses the key ``fold_in(key(seed), c)`` (flax `RngStream`), so the parameter made by
+# `init_model` is bitwise the one the module would make itself (tests check this).
+_DRAW_ORDER_LAYER = (
+    "attn.q_proj",
+    "attn.k_proj",
+    "attn.v_proj",
+    "attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+)
+
+
+def _draw_index(name: str, num_layers: int) -> int:
+    """Index ``c`` of the ``rngs.params()`` draw that makes the random parameter ``name``."""
+    if name == "embed":
+        return 0
+    if name == "lm_head":
+        return 1 + len(_DRAW_ORDER_LAYER) * num_layers
+    _, layer = P.lookup(name)
+    return 1 + len(_DRAW_ORDER_LAYER) * layer + _DRAW_ORDER_LAYER.index(name.split(".", 2)[2])
+
+
+def _initializer(name: str, shape) -> tuple[str, float]:
+    """``(kind, scale)``: ``("normal", s)`` draws ``N(0, 1) * s``, else ``"ones"`` / ``"zeros"``.
+
+    As in `Decoder`: embedding ``s = 0.02``; projections ``s = fan_in ** -0.5`` (``fan_in`` = the
+    input dims of ``x @ W``); norm scales ones; q/k/v biases zeros.
+    """
+    spec, _ = P.lookup(name)
+    if name.endswith(".scale"):
+        return "ones", 1.0
+    if spec.layout is P.Layout.HEADS:
+        return "zeros", 1.0
+    if name == "embed":
+        return "normal", 0.02
+    fan_in = shape[0] * shape[1] if spec.layout is P.Layout.HEADS_OUT else shape[0]
+    return "normal", fan_in**-0.5
+
+
+@functools.cache
+def _leaf_init(kind: str, scale: float, shape, dtype, sharding):
+    """One small jitted initialiser per distinct leaf, created directly with its sharding.
+
+    Cached: a model has a dozen distinct (shape, dtype, sharding) leaves however many layers it
+    has, so a 0.5B or 1.5B model compiles a dozen tiny programs instead of one huge one.
+    """
+
+    def init(key):
+        if kind == "normal":
+            return jax.random.normal(key, shape, dtype) * scale
+        return (jnp.ones if kind == "ones" else jnp.zeros)(shape, dtype)
+
+    return jax.jit(init, out_shardings=sharding)
+
+
 def init_model(
     cfg: ModelConfig, *, mesh: Mesh | None = None, rules: AxisRules = AxisRules(), seed: int = 0
 ) -> Decoder:
-    """A randomly initialised `Decoder` whose parameters are created already sharded."""
+    """A randomly initialised `Decoder` whose parameters are created already sharded.
+
+    Bitwise the parameters of ``Decoder(cfg, rngs=nnx.Rngs(seed))``, made leaf by leaf (one
+    small jit per distinct shape, dtype and sharding) so that large models initialise fast.
+    """
     graphdef, abs_state = abstract_model(cfg, seed)
     shardings = param_shardings(abs_state, mesh, rules)
+    root = jax.random.key(seed)
 
-    def make():
-        return nnx.state(Decoder(cfg, rngs=nnx.Rngs(seed)))
+    def make(path, leaf, sharding):
+        name = P.path_str(path)
+        kind, scale = _initializer(name, leaf.shape)
+        key = (
+            root
+            if kind != "normal"
+            else jax.random.fold_in(root, _draw_index(name, cfg.num_layers))
+        )
+        return _leaf_init(kind, float(scale), tuple(leaf.shape), leaf.dtype, sharding)(key)
 
-    state = jax.jit(make, out_shardings=shardings)()
+    state = jax.tree_util.tree_map_with_path(make, abs_state, shardings)
     return nnx.merge(graphdef, state)
 
 
@@ -213,16 +285,38 @@ def save_pretrained(
 
     The directory is written next to ``path`` and renamed into place, so a crash never leaves a
     half-written checkpoint at ``path``. Parameters are saved in the model's ``param_dtype``.
+    A remote ``path`` (``gs://...``, through `etils.epath`) is written locally first, then copied.
+    With several processes every process must call this (parameters split over processes are
+    gathered collectively); process 0 writes.
     """
-    path = os.fspath(path)
     cfg: ModelConfig = model.cfg
     tensors: dict[str, np.ndarray] = {}
     for keys, leaf in jax.tree_util.tree_flatten_with_path(nnx.state(model, nnx.Param))[0]:
         name = P.path_str(keys)
         spec, _ = P.lookup(name)
-        host = np.asarray(jax.device_get(_fully_replicated(leaf)))
-        tensors[P.hf_name(name)] = np.ascontiguousarray(_to_hf(spec.layout, host))
+        whole = _fully_replicated(leaf)  # a collective when the leaf spans processes
+        if jax.process_index() == 0:
+            host = np.asarray(jax.device_get(whole))
+            tensors[P.hf_name(name)] = np.ascontiguousarray(_to_hf(spec.layout, host))
+    if jax.process_index() != 0:
+        return
+    if "://" not in os.fspath(path):
+        _write_dir(tensors, cfg, tokenizer, os.fspath(path), max_shard_bytes)
+        return
+    dest = epath.Path(path)
+    with tempfile.TemporaryDirectory() as local:
+        _write_dir(tensors, cfg, tokenizer, os.path.join(local, "export"), max_shard_bytes)
+        if dest.exists():
+            dest.rmtree()
+        dest.mkdir(parents=True)
+        for name in sorted(os.listdir(os.path.join(local, "export"))):
+            with open(os.path.join(local, "export", name), "rb") as src:
+                with (dest / name).open("wb") as dst:  # through dest's (remote) backend
+                    shutil.copyfileobj(src, dst, 16 << 20)
 
+
+def _write_dir(tensors: dict, cfg: ModelConfig, tokenizer, path: str, max_shard_bytes: int):
+    """The local directory ``path``, written beside it and renamed into place."""
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)

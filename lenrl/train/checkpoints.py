@@ -4,6 +4,11 @@ A checkpoint holds ``state`` (a pytree: params, optimizer state, step, every pen
 ``data`` (the grain iterator state, JSON). orbax writes each step into a temporary directory and
 renames it when complete, so a run killed mid-save never leaves a checkpoint that is picked up.
 The manager keeps the last ``keep`` checkpoints and, when a metric is given, the best one too.
+
+The directory may be local or remote (``gs://...``): it is an `etils.epath.Path`, which orbax
+takes as is. With several processes every process calls `save` and `restore` (orbax writes the
+arrays collectively, each process its own shards); the data item holds every process's iterator
+state (gathered to process 0, which writes the JSON), and each process restores its own.
 """
 
 from __future__ import annotations
@@ -13,6 +18,11 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
+
+from lenrl.train.multihost import gather_json
+
+_PER_PROCESS = "lenrl_per_process"  # data item: {_PER_PROCESS: [state of process 0, 1, ...]}
 
 
 class Checkpointer:
@@ -20,7 +30,7 @@ class Checkpointer:
 
     def __init__(
         self,
-        directory: str,
+        directory: str | os.PathLike,
         *,
         keep: int = 2,
         best_metric: str | None = None,
@@ -41,7 +51,7 @@ class Checkpointer:
             enable_async_checkpointing=False,
             create=True,
         )
-        self.directory = os.path.abspath(directory)
+        self.directory = as_path(directory)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:
@@ -50,8 +60,9 @@ class Checkpointer:
     def save(
         self, step: int, state: Any, data_state: dict | None = None, metrics: dict | None = None
     ) -> None:
+        """Writes ``state`` and this process's ``data_state`` (every process calls it)."""
         args = {"state": ocp.args.StandardSave(state)}
-        args["data"] = ocp.args.JsonSave(data_state or {})
+        args["data"] = ocp.args.JsonSave({_PER_PROCESS: gather_json(data_state or {})})
         self.manager.save(step, args=ocp.args.Composite(**args), metrics=metrics, force=True)
         self.manager.wait_until_finished()
 
@@ -68,10 +79,28 @@ class Checkpointer:
                 state=ocp.args.StandardRestore(abstract), data=ocp.args.JsonRestore()
             ),
         )
-        return out["state"], dict(out["data"] or {}), step
+        return out["state"], _own(dict(out["data"] or {})), step
 
     def close(self) -> None:
         self.manager.close()
+
+
+def as_path(path: str | os.PathLike) -> epath.Path:
+    """``path`` as an `epath.Path`: local paths made absolute, ``gs://...`` kept as is."""
+    if "://" in os.fspath(path):
+        return epath.Path(path)
+    return epath.Path(os.path.abspath(os.fspath(path)))
+
+
+def _own(data: dict) -> dict:
+    """This process's iterator state. A checkpoint of another number of processes gives
+    process 0's: every process has drawn the same number of batches, and batch ``k`` is the same
+    global step for any number of shards (`lenrl.data.pipeline`). Older checkpoints hold the
+    state itself."""
+    if _PER_PROCESS not in data:
+        return data
+    states = data[_PER_PROCESS]
+    return dict(states[jax.process_index()] if jax.process_index() < len(states) else states[0])
 
 
 def _abstract(x):

@@ -4,6 +4,12 @@ The device does the sampling and every formula (budgets, penalties, advantages a
 jitted once by `Rollout`); the host does what only the host can: apply the chat template,
 decode completions for the verifier, and assemble the fixed-shape `UpdateBatch`. Lengths and
 truncation come from the sampler's token masks, never from decoded strings.
+
+With several processes (`lenrl.train.multihost`), each process draws, tokenises, decodes and
+verifies only its own prompts (rows ``[lo, hi)`` of the ``P * G`` samples); the sampler runs on
+global arrays made from every process's rows; the small per-sample results (scores, lengths,
+prompt tokens) are gathered so that every process holds the same global arrays and computes the
+same penalty state, advantages, group filtering and `UpdateBatch`.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ import numpy as np
 from lenrl.algorithms.filtering import keep_groups
 from lenrl.penalties.base import LengthMethod, Rollouts
 from lenrl.rewards import format_reward, verify_batch
+from lenrl.sampling.prompts import PromptBatch, pad_prompts
 from lenrl.sampling.sampler import Sampler
 from lenrl.train.batch import UpdateBatch
+from lenrl.train.multihost import Rows, agree_max, to_host
 
 # What L1 / HBPO write into the prompt for a length target (spec section 1).
 TARGET_TEMPLATES = {
@@ -56,6 +64,7 @@ class Rollout:
     ref_logprobs: Callable | None = None  # (tokens, attn_mask) -> [N, Tc]; None when beta = 0
     width_bucket: int = 32  # update-batch completion width is a multiple of this
     think_in_prompt: bool = False  # the chat template opens <think> (R1-distill style)
+    rows: Rows | None = None  # this process's rows of the P * G samples; None = all of them
 
     def __post_init__(self):
         self._budgets = jax.jit(self.method.budgets)
@@ -63,26 +72,86 @@ class Rollout:
         self._advantage = jax.jit(self.advantage)
         self._template = TARGET_TEMPLATES.get(self.method.name)
 
+    def _local(self, n: int) -> slice:
+        return slice(0, n) if self.rows is None else self.rows.local
+
+    def _gather(self, tree):
+        """This process's sample rows -> the global rows, on every process."""
+        return jax.tree.map(np.asarray, tree) if self.rows is None else self.rows.gather(tree)
+
+    def _prompt_rows(self, prompts: list[list[int]]):
+        """Prompts left-padded with 0 to ``prompt_len``: ``(tokens [n, Tp] i32, mask [n, Tp])``."""
+        tokens = np.zeros((len(prompts), self.prompt_len), np.int32)
+        mask = np.zeros(tokens.shape, bool)
+        for i, ids in enumerate(prompts):
+            if len(ids) > self.prompt_len:
+                raise ValueError(
+                    f"a prompt has {len(ids)} tokens, more than config.data.max_prompt_len="
+                    f"{self.prompt_len}; raise config.data.max_prompt_len."
+                )
+            tokens[i, self.prompt_len - len(ids) :] = ids
+            mask[i, self.prompt_len - len(ids) :] = True
+        return tokens, mask
+
+    def _sample(self, params, prompts: list[list[int]], budgets_N: np.ndarray, key):
+        """The sampler over all ``N`` samples; ``prompts`` are this process's rows of them."""
+        if jax.process_count() == 1:
+            return self.sampler(params, prompts, budgets_N, key)
+        cfg = self.sampler.cfg
+        local = pad_prompts(prompts, cfg, self.sampler.model_cfg.vocab_size)
+        t = agree_max(local.tokens.shape[1])  # every process pads to the same bucket
+        pad = ((0, 0), (t - local.tokens.shape[1], 0))
+        tokens = np.pad(local.tokens, pad, constant_values=cfg.pad_id)
+        batch = PromptBatch(*self.rows.to_global((tokens, local.lengths)))
+        return self.sampler(params, batch, budgets_N, key)
+
     def _draw(self, params, pstate, batch: dict, step: int, key):
-        """Samples and scores one prompt batch. Returns per-group numpy arrays and the state."""
-        p, g = len(batch["prompt"]), self.group_size
-        index = jnp.asarray(batch["index"], jnp.int32)
-        budget_PxG, target_PxG = self._budgets(pstate, index, step, self.base_budget(step))
-        budget_PxG, target_PxG = np.asarray(budget_PxG), np.asarray(target_PxG)
+        """Samples and scores one prompt batch (this process's prompts of it). Returns per-group
+        numpy arrays of the whole batch (the same on every process), the state and the texts
+        of this process's samples."""
+        g = self.group_size
+        rep = lambda x: np.repeat(np.asarray(x), g, axis=0)  # noqa: E731 - per prompt -> per row
+        first = self._gather({"index": rep(batch["index"]), "difficulty": rep(batch["difficulty"])})
+        p = len(first["index"]) // g
+        index = jnp.asarray(first["index"][::g], jnp.int32)
+        budget_PxG, target_PxG = to_host(self._budgets(pstate, index, step, self.base_budget(step)))
+        rows = self._local(p * g)
+        lo = rows.start // g
         prompts = [
-            prompt_ids(self.tokenizer, batch["prompt"][i], int(target_PxG[i, j]), self._template)
-            for i in range(p)
+            prompt_ids(
+                self.tokenizer, batch["prompt"][i], int(target_PxG[lo + i, j]), self._template
+            )
+            for i in range(len(batch["prompt"]))
             for j in range(g)
         ]
-        out = self.sampler(params, prompts, budget_PxG.reshape(-1), key)
-        tokens, mask = np.asarray(out.tokens), np.asarray(out.mask)
+        prompt_tokens, prompt_mask = self._prompt_rows(prompts)  # fails before sampling
+        out = self._sample(params, prompts, budget_PxG.reshape(-1), key)
+        host = to_host(
+            dict(
+                tokens=out.tokens,
+                mask=out.mask,
+                logp=out.logprobs,
+                forced=out.forced,
+                length=out.lengths,
+                truncated=out.truncated,
+            )
+        )
+        tokens, mask = host["tokens"][rows], host["mask"][rows]
         texts = self.tokenizer.batch_decode(
             [t[m] for t, m in zip(tokens, mask, strict=True)], skip_special_tokens=True
         )
         golds = [a for a in batch["answer"] for _ in range(g)]
-        correct = verify_batch(texts, golds, self.verifier).reshape(p, g)
         fmt = [format_reward(t, think_in_prompt=self.think_in_prompt) for t in texts]
-        fmt = np.asarray(fmt, np.float32).reshape(p, g)
+        scored = self._gather(
+            dict(
+                correct=verify_batch(texts, golds, self.verifier),
+                format_ok=np.asarray(fmt, np.float32),
+                prompt_tokens=prompt_tokens,
+                prompt_mask=prompt_mask,
+            )
+        )
+        correct = scored["correct"].reshape(p, g)
+        fmt = scored["format_ok"].reshape(p, g)
         rollouts = Rollouts(
             correct=jnp.asarray(correct),
             length=out.lengths.reshape(p, g),
@@ -95,19 +164,20 @@ class Rollout:
         )
         reward, pstate = self._apply(rollouts, pstate, step)
         groups = dict(
-            prompt_tokens=_object_array(prompts).reshape(p, g),
-            tokens=tokens.reshape(p, g, -1),
-            mask=mask.reshape(p, g, -1),
-            logp=np.asarray(out.logprobs).reshape(p, g, -1),
-            forced=np.asarray(out.forced).reshape(p, g, -1),
+            prompt_tokens=scored["prompt_tokens"].reshape(p, g, -1),
+            prompt_mask=scored["prompt_mask"].reshape(p, g, -1),
+            tokens=host["tokens"].reshape(p, g, -1),
+            mask=host["mask"].reshape(p, g, -1),
+            logp=host["logp"].reshape(p, g, -1),
+            forced=host["forced"].reshape(p, g, -1),
             correct=correct,
             format_ok=fmt,
-            length=np.asarray(out.lengths).reshape(p, g),
-            truncated=np.asarray(out.truncated).reshape(p, g),
+            length=host["length"].reshape(p, g),
+            truncated=host["truncated"].reshape(p, g),
             budget=budget_PxG,
             target=target_PxG,
-            reward=np.asarray(reward),
-            difficulty=np.asarray(batch["difficulty"]),
+            reward=to_host(reward),
+            difficulty=first["difficulty"][::g],
         )
         return groups, pstate, texts
 
@@ -116,7 +186,9 @@ class Rollout:
 
         With ``dynamic_sampling``, groups whose rewards are all equal are dropped and more prompt
         batches are drawn (at most ``max_draws``) until ``P`` groups are kept; missing groups
-        are padding (``valid = False``). Returns ``(UpdateBatch, pstate, stats, sample_texts)``.
+        are padding (``valid = False``). Returns ``(UpdateBatch, pstate, stats, sample_texts)``:
+        the batch holds host arrays (the same on every process), ``sample_texts`` are this
+        process's decoded samples.
         """
         kept: list[dict] = []
         texts: list[str] = []
@@ -167,26 +239,19 @@ class Rollout:
         longest = int(sel["mask"].sum(-1).max(initial=1))
         width = min(full, -(-max(longest, 1) // self.width_bucket) * self.width_bucket)
         sel = {**sel, **{k: sel[k][..., :width] for k in ("tokens", "mask", "logp", "forced")}}
+        valid_n = valid.reshape(n, 1)
         tokens = np.zeros((n, self.prompt_len + width), np.int32)
         attn = np.zeros(tokens.shape, bool)
-        prompt_tokens = sel["prompt_tokens"].reshape(-1)
-        for i, ids in enumerate(prompt_tokens):
-            if ids is None or not valid.reshape(-1)[i]:
-                continue
-            if len(ids) > self.prompt_len:
-                raise ValueError(
-                    f"a prompt has {len(ids)} tokens, more than config.data.max_prompt_len="
-                    f"{self.prompt_len}; raise config.data.max_prompt_len."
-                )
-            tokens[i, self.prompt_len - len(ids) : self.prompt_len] = ids
-            attn[i, self.prompt_len - len(ids) : self.prompt_len] = True
+        prompt_mask = sel["prompt_mask"].reshape(n, self.prompt_len) & valid_n
+        tokens[:, : self.prompt_len] = np.where(prompt_mask, sel["prompt_tokens"].reshape(n, -1), 0)
+        attn[:, : self.prompt_len] = prompt_mask
         comp_mask = sel["mask"].reshape(n, width) & valid.reshape(n, 1)
         tokens[:, self.prompt_len :] = np.where(comp_mask, sel["tokens"].reshape(n, width), 0)
         attn[:, self.prompt_len :] = comp_mask
         loss_mask = comp_mask & ~sel["forced"].reshape(n, width)
         tokens_j, attn_j = jnp.asarray(tokens), jnp.asarray(attn)
         logp_ref = (
-            self.ref_logprobs(tokens_j, attn_j)
+            jnp.asarray(to_host(self.ref_logprobs(tokens_j, attn_j)))
             if self.ref_logprobs is not None
             else jnp.zeros((n, width), jnp.float32)
         )
@@ -203,20 +268,10 @@ class Rollout:
         )
 
 
-def _object_array(items: list) -> np.ndarray:
-    """A 1-D object array of lists (``np.asarray`` would make a 2-D int array of equal lengths)."""
-    out = np.empty(len(items), object)
-    for i, item in enumerate(items):
-        out[i] = item
-    return out
-
-
 def _pad_groups(x: np.ndarray, p: int) -> np.ndarray:
     if len(x) >= p:
         return x[:p]
     pad = np.zeros((p - len(x), *x.shape[1:]), x.dtype)
-    if x.dtype == object:
-        pad[...] = None
     return np.concatenate([x, pad])
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import tempfile
 
 import jax
 import ml_collections
+from etils import epath
 
 from lenrl import models, penalties, schedules
 from lenrl.algorithms import get_advantage
@@ -56,10 +58,22 @@ def build_mesh(config):
     return make_mesh(m, devices)
 
 
-def build_tokenizer(config, workdir: str):
-    """The run's tokenizer; the synthetic one is saved into ``workdir/tokenizer``."""
+def build_tokenizer(config, workdir: str | os.PathLike):
+    """The run's tokenizer; the synthetic one is saved into ``workdir/tokenizer`` by process 0
+    (local or remote workdir); other processes build their own copy in a temporary directory."""
     if config.model.tokenizer == "synthetic":
-        return models.load_tokenizer(save_synthetic_tokenizer(os.path.join(workdir, "tokenizer")))
+        main, remote = jax.process_index() == 0, "://" in os.fspath(workdir)
+        if main and not remote:
+            path = save_synthetic_tokenizer(os.path.join(os.fspath(workdir), "tokenizer"))
+            return models.load_tokenizer(path)
+        with tempfile.TemporaryDirectory() as local:
+            tokenizer = models.load_tokenizer(save_synthetic_tokenizer(local))
+            if main:  # remote workdir: a copy for the user
+                dest = epath.Path(workdir) / "tokenizer"
+                dest.mkdir(parents=True, exist_ok=True)
+                for name in os.listdir(local):
+                    (dest / name).write_bytes(epath.Path(local, name).read_bytes())
+        return tokenizer
     path = config.model.tokenizer or config.model.path
     if not path or not os.path.isdir(path):
         raise FileNotFoundError(
@@ -199,6 +213,9 @@ def build_loss(config) -> LossConfig | DRPOConfig:
 
 
 def sampling_config(config, tokenizer, *, greedy=False, num_prompts=None) -> SamplingConfig:
+    """The rollout sampler's settings; with ``num_prompts`` (evaluation) the slot count is
+    ``config.eval.num_slots`` (0 = every eval prompt at once), which bounds the KV cache on large
+    eval sets: slot refill then streams the prompts through that many rows."""
     stop = [tokenizer.eos_token_id]
     if getattr(tokenizer, "pad_token_id", None) is None:
         raise ValueError("the tokenizer has no pad token; set one in the tokenizer config.")
@@ -213,7 +230,7 @@ def sampling_config(config, tokenizer, *, greedy=False, num_prompts=None) -> Sam
         pad_id=tokenizer.pad_token_id,
         buckets=(bucket,),
         max_new_tokens=config.budget.max_new_tokens,
-        num_slots=(s.num_slots or None) if num_prompts is None else None,
+        num_slots=(s.num_slots if num_prompts is None else config.eval.get("num_slots", 0)) or None,
     )
 
 

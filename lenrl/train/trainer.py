@@ -4,6 +4,12 @@
 notebook. Each phase keeps its own orbax checkpoints under ``workdir/checkpoints/<phase>``; a
 restarted run with the same workdir resumes from the newest complete checkpoint. Per step the RNG
 is ``fold_in(seed, step)``, so a resumed run draws the same samples as an uninterrupted one.
+
+Several processes (``jax.distributed``) run this same code over one mesh of all their devices:
+each draws its own rows of every batch (`lenrl.train.multihost.Rows`), the jitted steps see
+global arrays, every process keeps the same host-side state (penalties, metrics), orbax writes
+checkpoints collectively, and process 0 alone writes metrics, JSON, plots and the export. The
+workdir may be remote (``gs://...``): every file goes through `etils.epath`.
 """
 
 from __future__ import annotations
@@ -16,20 +22,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from etils import epath
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec
 
 from lenrl import models, plots
-from lenrl.data.pipeline import make_prompt_iterator
-from lenrl.evaluation import budget_sweep, evaluate
+from lenrl.evaluation import budget_sweep
 from lenrl.sampling.sampler import make_sampler
-from lenrl.sharding import AxisRules
 from lenrl.train import setup
 from lenrl.train.batch import pad_rows, supervised_batch
 from lenrl.train.checkpoints import Checkpointer
 from lenrl.train.logprobs import completion_logprobs
-from lenrl.train.metrics import MetricWriter, read_metrics
+from lenrl.train.metrics import read_metrics
+from lenrl.train.multihost import agree_max, broadcast_json, is_main, to_host
+from lenrl.train.packing import pack, pack_update_batch, padding_stats
 from lenrl.train.rollout import Rollout, prompt_ids
+from lenrl.train.run import EVAL_KEY, SAMPLE_KEY, UPDATE_KEY, Run
 from lenrl.train.update import (
     drpo_objective,
     make_optimizer,
@@ -38,101 +45,6 @@ from lenrl.train.update import (
     sft_loss,
     warmup_cosine,
 )
-
-SAMPLE_KEY, UPDATE_KEY, EVAL_KEY = 1, 2, 3
-
-
-class Run:
-    """The objects shared by both phases (built once from the config)."""
-
-    def __init__(self, config, workdir: str):
-        setup.check(config)
-        self.config, self.workdir = config, workdir
-        os.makedirs(workdir, exist_ok=True)
-        self.mesh = setup.build_mesh(config)
-        self.rules = AxisRules()
-        self.tokenizer = setup.build_tokenizer(config, workdir)
-        model = setup.build_model(config, self.tokenizer, self.mesh)
-        self.graphdef, self.params = nnx.split(model)
-        self.model_cfg = model.cfg
-        self.key = jax.random.key(config.seed)
-        self.writer = MetricWriter(workdir)
-        eval_source = setup.build_source(config, "eval")
-        self.eval_examples = [
-            eval_source[i] for i in range(min(config.data.num_eval, len(eval_source)))
-        ]
-        self.eval_sampler = make_sampler(
-            self.graphdef,
-            setup.sampling_config(
-                config,
-                self.tokenizer,
-                greedy=config.eval.greedy,
-                num_prompts=len(self.eval_examples),
-            ),
-            mesh=self.mesh,
-            model_cfg=self.model_cfg,
-        )
-
-    def batch_sharding(self, x):
-        axes = ("batch",) + (None,) * (x.ndim - 1)
-        return NamedSharding(self.mesh, self.rules.spec(axes, x.shape, self.mesh))
-
-    def on_mesh(self, tree):
-        """Leaves not already laid out on the mesh (e.g. optimizer counters) become replicated
-        over it, so jitted steps see one device set."""
-        replicated = NamedSharding(self.mesh, PartitionSpec())
-
-        def one(x):
-            sh = getattr(x, "sharding", None)
-            if isinstance(sh, NamedSharding) and sh.mesh == self.mesh:
-                return x
-            return jax.device_put(x, replicated)
-
-        return jax.tree.map(one, tree)
-
-    def put(self, tree):
-        return jax.tree.map(lambda x: jax.device_put(x, self.batch_sharding(x)), tree)
-
-    def step_key(self, stream: int, step: int):
-        return jax.random.fold_in(jax.random.fold_in(self.key, stream), step)
-
-    def evaluate(self, params, tag: str, step: int):
-        cfg = self.config
-        metrics, records = evaluate(
-            self.eval_sampler,
-            params,
-            self.tokenizer,
-            self.eval_examples,
-            budget=cfg.eval.budget,
-            verifier=cfg.data.verifier,
-            key=self.step_key(EVAL_KEY, step),
-            think_in_prompt=cfg.data.get("think_in_prompt", False),
-        )
-        self.writer.write(step, {f"eval/{k}": v for k, v in metrics.items()}, phase=tag)
-        return metrics, records
-
-    def iterator(self, batch_size: int, state: dict | None, seed_offset: int):
-        it = make_prompt_iterator(
-            setup.build_source(self.config, "train"),
-            batch_size=batch_size,
-            seed=self.config.seed + seed_offset,
-            shard_index=jax.process_index(),
-            shard_count=jax.process_count(),
-        )
-        if state:
-            it.set_state(state)
-        return it
-
-    def progress(self, total: int, start: int, desc: str):
-        from tqdm.auto import tqdm
-
-        return tqdm(
-            total=total,
-            initial=start,
-            desc=desc,
-            disable=not self.config.progress,
-            dynamic_ncols=True,
-        )
 
 
 def _jit_update(run: Run, update, params, opt_state):
@@ -146,9 +58,7 @@ def run_sft(run: Run) -> None:
     cfg = run.config.sft
     if cfg.steps <= 0:
         return
-    ckpt = Checkpointer(
-        os.path.join(run.workdir, "checkpoints", "sft"), keep=run.config.checkpoint.keep
-    )
+    ckpt = Checkpointer(run.workdir / "checkpoints" / "sft", keep=run.config.checkpoint.keep)
     optimizer = make_optimizer(
         warmup_cosine(cfg.learning_rate, cfg.warmup_steps, cfg.steps), grad_clip=1.0
     )
@@ -162,9 +72,23 @@ def run_sft(run: Run) -> None:
         ckpt.close()
         return
     tp = run.config.data.max_prompt_len
-    update = make_update(run.graphdef, optimizer, sft_loss(tp), batch_size=cfg.batch_size)
+    packed = cfg.get("packing", False)
+    if packed and jax.process_count() > 1:
+        raise ValueError(
+            "config.sft.packing=True runs on one process for now (each process holds only its "
+            "rows of a batch); set config.sft.packing=False for multi-host warm starts."
+        )
+    update = make_update(
+        run.graphdef,
+        optimizer,
+        sft_loss(tp, packed=packed),
+        batch_size=cfg.batch_size,
+        packed=packed,
+    )
     update = _jit_update(run, update, state["params"], state["opt_state"])
-    it = run.iterator(cfg.batch_size, data_state, seed_offset=0)
+    batch_axis = run.mesh.shape["data"] * run.mesh.shape["fsdp"]
+    rows = run.rows(cfg.batch_size)
+    it = run.iterator(rows, 1, data_state, seed_offset=0)
     params, opt_state = state["params"], state["opt_state"]
     eos = run.tokenizer.eos_token_id
     bar = run.progress(cfg.steps, step, "warm start")
@@ -175,14 +99,25 @@ def run_sft(run: Run) -> None:
             run.tokenizer.encode(s, add_special_tokens=False)[: cfg.max_len - 1] + [eos]
             for s in batch["solution"]
         ]
-        width = min(cfg.max_len, -(-max(map(len, comps)) // 16) * 16)  # bucketed: few compiles
-        tokens, mask = pad_rows(prompts, comps, tp, width, run.tokenizer.pad_token_id)
-        ub = run.put(supervised_batch(tokens, mask, tp))
+        if packed:  # rows of tp + max_len tokens; their count is bucketed (few compiles)
+            pb = pack(
+                prompts,
+                comps,
+                row_len=tp + cfg.max_len,
+                rows_multiple=max(batch_axis, 4),
+                pad_id=run.tokenizer.pad_token_id,
+            )
+            ub = run.put_packed(pb)
+        else:
+            longest = agree_max(max(map(len, comps)))  # over every process's rows
+            width = min(cfg.max_len, -(-longest // 16) * 16)  # bucketed: few compiles
+            tokens, mask = pad_rows(prompts, comps, tp, width, run.tokenizer.pad_token_id)
+            ub = run.put_rows(supervised_batch(tokens, mask, tp), rows)
         params, opt_state, m = update(params, opt_state, ub, run.step_key(UPDATE_KEY, step), step)
         step += 1
         bar.update(1)
         if step % run.config.log_every == 0 or step == cfg.steps:
-            m = jax.device_get(m)
+            m = to_host(m)
             bar.set_postfix(nll=f"{float(m['nll']):.3f}")
             run.writer.write(step, m, phase="sft")
         if step % run.config.checkpoint.every == 0 or step == cfg.steps:
@@ -198,11 +133,14 @@ def run_rl(run: Run) -> dict:
     method = setup.build_method(config)
     loss_cfg = setup.build_loss(config)
     tp = config.data.max_prompt_len
+    packed = cfg.get("packing", False)
     if config.rl.objective == "drpo":
-        loss_fn = drpo_objective(tp, cfg.group_size, loss_cfg, l_max=config.budget.max_new_tokens)
+        loss_fn = drpo_objective(
+            tp, cfg.group_size, loss_cfg, l_max=config.budget.max_new_tokens, packed=packed
+        )
         use_ref = False
     else:
-        loss_fn = pg_loss(tp, loss_cfg)
+        loss_fn = pg_loss(tp, loss_cfg, packed=packed)
         use_ref = loss_cfg.beta > 0
     opt_steps = cfg.steps * cfg.epochs * cfg.num_minibatches
     if cfg.lr_schedule == "cosine":
@@ -213,7 +151,7 @@ def run_rl(run: Run) -> dict:
         raise ValueError(f"config.rl.lr_schedule={cfg.lr_schedule!r}: use 'constant' or 'cosine'.")
     optimizer = make_optimizer(lr, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
     ckpt = Checkpointer(
-        os.path.join(run.workdir, "checkpoints", "rl"),
+        run.workdir / "checkpoints" / "rl",
         keep=config.checkpoint.keep,
         best_metric="eval/acc_per_1k_tokens",
     )
@@ -221,19 +159,19 @@ def run_rl(run: Run) -> dict:
     state = {
         "params": run.params,
         "opt_state": run.on_mesh(jax.jit(optimizer.init)(run.params)),
-        "penalty": method.init(num_prompts),
+        "penalty": run.shared(method.init(num_prompts)),
         # A copy: the policy's buffers are donated to the update.
         "ref": jax.tree.map(jnp.copy, run.params) if use_ref else {},
     }
     step, data_state = 0, None
-    summary_path = os.path.join(run.workdir, "summary.json")
+    summary_path = run.workdir / "summary.json"
     if ckpt.latest_step() is not None:
         state, data_state, step = ckpt.restore(state)
-    before = _load_json(os.path.join(run.workdir, "eval_before.json"))
+    before = broadcast_json(_load_json(run.workdir / "eval_before.json"))  # process 0 decides
     if before is None:
         m, rec = run.evaluate(state["params"], "rl", 0)
         before = {"metrics": m, "lengths": [r["length"] for r in rec]}
-        _save_json(os.path.join(run.workdir, "eval_before.json"), before)
+        _save_json(run.workdir / "eval_before.json", before)
 
     sampler = make_sampler(
         run.graphdef,
@@ -244,7 +182,17 @@ def run_rl(run: Run) -> dict:
     ref_fn = None
     if use_ref:
         fwd = jax.jit(lambda p, t, a: completion_logprobs(nnx.merge(run.graphdef, p), t, a, tp)[0])
-        ref_fn = lambda t, a: fwd(state["ref"], t, a)  # noqa: E731
+        # In chunks of one update microbatch: the forward holds [rows, Tc, V] f32 logits, which
+        # for a whole rollout batch at real vocabularies would not fit.
+        chunk = max(1, cfg.prompts_per_step * cfg.group_size // _accumulation(cfg))
+
+        def ref_fn(t, a):
+            parts = [
+                fwd(state["ref"], t[i : i + chunk], a[i : i + chunk])
+                for i in range(0, t.shape[0], chunk)
+            ]
+            return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+
     rollout = Rollout(
         tokenizer=run.tokenizer,
         sampler=sampler,
@@ -259,6 +207,7 @@ def run_rl(run: Run) -> dict:
         max_draws=cfg.max_draws,
         think_in_prompt=config.data.get("think_in_prompt", False),
         ref_logprobs=ref_fn,
+        rows=run.rows(cfg.prompts_per_step * cfg.group_size),
     )
     update = make_update(
         run.graphdef,
@@ -269,9 +218,11 @@ def run_rl(run: Run) -> dict:
         epochs=cfg.epochs,
         num_minibatches=cfg.num_minibatches,
         num_microbatches=cfg.num_microbatches,
+        packed=packed,
     )
     update = _jit_update(run, update, state["params"], state["opt_state"])
-    it = run.iterator(cfg.prompts_per_step, data_state, seed_offset=1)
+    batch_axis = run.mesh.shape["data"] * run.mesh.shape["fsdp"]
+    it = run.iterator(rollout.rows, cfg.group_size, data_state, seed_offset=1)
     params, opt_state, pstate = state["params"], state["opt_state"], state["penalty"]
     bar = run.progress(cfg.steps, step, "GRPO")
     while step < cfg.steps:
@@ -280,10 +231,24 @@ def run_rl(run: Run) -> dict:
             params, pstate, it, step, run.step_key(SAMPLE_KEY, step)
         )
         t1 = time.perf_counter()
+        if packed:  # every process packs the same whole batch, so the rows agree everywhere
+            pb = pack_update_batch(
+                to_host(ub),
+                prompt_len=tp,
+                row_len=tp + config.budget.max_new_tokens,
+                pad_id=run.tokenizer.pad_token_id,
+                num_bins=cfg.num_minibatches * cfg.num_microbatches,
+                group_size=cfg.group_size,
+                rows_multiple=batch_axis,
+            )
+            stats = {**stats, "padding_fraction": padding_stats(pb)["padding_fraction"]}
+            batch = run.put_packed(pb)
+        else:
+            batch = run.put(ub)
         params, opt_state, m = update(
-            params, opt_state, run.put(ub), run.step_key(UPDATE_KEY, step), step
+            params, opt_state, batch, run.step_key(UPDATE_KEY, step), step
         )
-        m = {**stats, **jax.device_get(m)}
+        m = {**stats, **to_host(m)}
         t2 = time.perf_counter()
         tokens = float(np.asarray(ub.loss_mask).sum())
         m.update(
@@ -321,19 +286,25 @@ def run_rl(run: Run) -> dict:
     return _finish(run, before, summary_path)
 
 
-def _finish(run: Run, before: dict, summary_path: str) -> dict:
+def _accumulation(cfg) -> int:
+    """Update microbatches per rollout batch."""
+    return cfg.num_minibatches * cfg.num_microbatches
+
+
+def _finish(run: Run, before: dict, summary_path: epath.Path) -> dict:
     config = run.config
     after_m, after_rec = run.evaluate(run.params, "rl", config.rl.steps)
     after = {"metrics": after_m, "lengths": [r["length"] for r in after_rec]}
-    _save_json(os.path.join(run.workdir, "eval_after.json"), after)
-    if jax.process_index() == 0:
-        plots.training_curves(
-            read_metrics(run.workdir, "rl"),
-            before["lengths"],
-            after["lengths"],
-            os.path.join(run.workdir, "training.png"),
-            title=f"{config.penalty.name} on {config.data.kind}",
-        )
+    _save_json(run.workdir / "eval_after.json", after)
+    if is_main():
+        with (run.workdir / "training.png").open("wb") as f:
+            plots.training_curves(
+                read_metrics(run.workdir, "rl"),
+                before["lengths"],
+                after["lengths"],
+                f,
+                title=f"{config.penalty.name} on {config.data.kind}",
+            )
     sweep = {}
     if config.eval.sweep:
         for label, params in (("after RL", run.params),):
@@ -346,8 +317,9 @@ def _finish(run: Run, before: dict, summary_path: str) -> dict:
                 verifier=config.data.verifier,
                 key=run.step_key(EVAL_KEY, 10**6),
             )
-        if jax.process_index() == 0:
-            plots.budget_curve(sweep, os.path.join(run.workdir, "budget_curve.png"))
+        if is_main():
+            with (run.workdir / "budget_curve.png").open("wb") as f:
+                plots.budget_curve(sweep, f)
     b, a = before["metrics"], after_m
     summary = {
         "before": b,
@@ -357,11 +329,9 @@ def _finish(run: Run, before: dict, summary_path: str) -> dict:
         "budget_sweep": sweep,
     }
     _save_json(summary_path, summary)
-    if config.checkpoint.export and jax.process_index() == 0:
+    if config.checkpoint.export:  # every process: the parameters are gathered collectively
         models.save_pretrained(
-            nnx.merge(run.graphdef, run.params),
-            os.path.join(run.workdir, "export"),
-            tokenizer=run.tokenizer,
+            nnx.merge(run.graphdef, run.params), run.workdir / "export", tokenizer=run.tokenizer
         )
     return summary
 
@@ -371,23 +341,19 @@ def _num_prompts(config) -> int:
     return int(n)
 
 
-def _load_json(path):
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    return None
+def _load_json(path: epath.Path):
+    return json.loads(path.read_text()) if is_main() and path.exists() else None
 
 
-def _save_json(path, obj):
-    if jax.process_index() != 0:
+def _save_json(path: epath.Path, obj):
+    if not is_main():
         return
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=float)
-    os.replace(tmp, path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float))
+    tmp.replace(path)
 
 
-def train(config, workdir: str) -> dict:
+def train(config, workdir: str | os.PathLike) -> dict:
     """Runs (or resumes) both phases; returns the summary written to ``summary.json``."""
     run = Run(config, workdir)
     try:

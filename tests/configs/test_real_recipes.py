@@ -95,3 +95,17 @@ def test_placeholder_data_path_stops_before_any_checkpoint(filename, tmp_path):
         train(c, str(workdir))
     assert "/path/to/" in str(e.value)
     assert not (workdir / "checkpoints").exists()
+
+
+def test_eval_num_slots_streams_the_eval_set():
+    """eval.num_slots bounds the evaluation KV cache (slot refill); 0 keeps one static batch;
+    the rollout sampler keeps sampling.num_slots."""
+    from lenrl.data.tokenizer import build_synthetic_tokenizer
+
+    tok = build_synthetic_tokenizer()
+    c = load("default.py").get_config()
+    assert setup.sampling_config(c, tok, num_prompts=500).slots(500).num_slots == 500
+    c.eval.num_slots = 64
+    assert setup.sampling_config(c, tok, num_prompts=500).slots(500).num_slots == 64
+    assert setup.sampling_config(c, tok).num_slots is None
+    assert load("math_r1_distill.py").get_config().eval.num_slots == 128

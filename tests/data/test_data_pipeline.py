@@ -117,6 +117,28 @@ def test_shards_are_disjoint_equal_and_drop_little(n, shard_count, batch_size, n
     assert counts.max() <= num_epochs  # no example twice within the epochs
 
 
+@pytest.mark.parametrize("num_epochs", [None, 2])
+def test_shard_batches_side_by_side_are_the_unsharded_batches(num_epochs):
+    # A multi-process step (batch k of shards 0..n-1, concatenated) is batch k of one process
+    # drawing n * b: same examples, same order; so a run's data does not depend on its hosts.
+    src, n, b = _records(30), 3, 2
+
+    def first(it, k=12):  # up to k batches (a finite pipeline may end before)
+        return [x["index"].tolist() for _, x in zip(range(k), it, strict=False)]
+
+    one = first(make_prompt_iterator(src, batch_size=n * b, seed=4, num_epochs=num_epochs))
+    shards = [
+        first(
+            make_prompt_iterator(
+                src, batch_size=b, seed=4, shard_index=i, shard_count=n, num_epochs=num_epochs
+            )
+        )
+        for i in range(n)
+    ]
+    assert all(len(s) == len(one) for s in shards) and len(one) == (10 if num_epochs else 12)
+    assert [sum((s[k] for s in shards), []) for k in range(len(one))] == one
+
+
 def test_partial_last_batch_when_not_dropping():
     it = make_prompt_iterator(
         _records(10), batch_size=4, seed=0, num_epochs=1, drop_remainder=False

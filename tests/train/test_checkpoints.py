@@ -1,9 +1,12 @@
 """Checkpointer: round trip of a train-state pytree, keep policy, half-written steps ignored."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 
 from lenrl import penalties
 from lenrl.train.checkpoints import Checkpointer
@@ -49,3 +52,16 @@ def test_half_written_checkpoint_is_never_picked_up(tmp_path):
     assert again.latest_step() == 1
     _, _, step = again.restore(_state(0))
     assert step == 1
+
+
+def test_data_state_is_stored_per_process_and_old_checkpoints_restore(tmp_path):
+    Checkpointer(str(tmp_path / "new")).save(1, _state(1), {"next_index": 5})
+    meta = json.loads((tmp_path / "new" / "1" / "data" / "metadata").read_text())
+    assert meta == {"lenrl_per_process": [{"next_index": 5}]}  # one entry per process
+    # A checkpoint from before per-process states: its data item is the state itself.
+    old = ocp.CheckpointManager(tmp_path / "old", options=ocp.CheckpointManagerOptions(create=True))
+    args = dict(state=ocp.args.StandardSave(_state(2)), data=ocp.args.JsonSave({"next_index": 9}))
+    old.save(2, args=ocp.args.Composite(**args))
+    old.wait_until_finished()
+    _, data, step = Checkpointer(str(tmp_path / "old")).restore(_state(0))
+    assert (step, data) == (2, {"next_index": 9})

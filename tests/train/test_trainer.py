@@ -126,6 +126,42 @@ def test_sigkill_mid_step_then_resume_matches_uninterrupted(finished, tmp_path):
         assert r["length_mean"] == ref_rows[r["step"]]["length_mean"]
 
 
+@pytest.mark.slow
+def test_packed_rl_update_matches_padded(tmp_path):
+    """rl.packing=True: the same rollouts (the warm start is identical), and the first update's
+    loss, KL, entropy and gradient norm equal the padded run's to f32 rounding. One minibatch:
+    with several, packing forms them by balancing tokens, not by the padded path's shuffle."""
+    one = ("--config.rl.steps=1", "--config.rl.num_minibatches=1")
+    runs = {}
+    for name, extra in (("padded", ()), ("packed", ("--config.rl.packing=True",))):
+        proc = _launch(tmp_path / name, *one, *extra)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+        runs[name] = _rows(tmp_path / name, "rl")[0]
+    padded, packed = runs["padded"], runs["packed"]
+    for k in ("reward", "accuracy", "length_mean"):
+        assert packed[k] == padded[k], k
+    for k in ("loss", "pg_loss", "kl", "entropy", "grad_norm", "clip_frac"):
+        np.testing.assert_allclose(packed[k], padded[k], rtol=2e-4, atol=1e-6, err_msg=k)
+    assert 0.0 <= packed["padding_fraction"] < 1.0
+
+
+@pytest.mark.slow
+def test_packed_warm_start_matches_padded(finished, tmp_path):
+    """sft.packing=True: every warm-start step's loss equals the padded run's to f32 rounding."""
+    workdir, _ = finished
+    proc = _launch(tmp_path, "--config.sft.packing=True", "--config.rl.steps=1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    path = "metrics.jsonl"
+
+    def nll(d):
+        with open(os.path.join(d, path)) as f:
+            return [r["nll"] for r in map(json.loads, f) if r["phase"] == "sft" and "nll" in r]
+
+    padded, packed = nll(workdir), nll(tmp_path)
+    assert len(packed) == len(padded) > 0
+    np.testing.assert_allclose(packed, padded, rtol=1e-4)
+
+
 def test_unknown_config_key_stops_before_any_work(tmp_path):
     proc = _launch(tmp_path / "w", "--config.rl.stepz=3")
     assert proc.returncode != 0
