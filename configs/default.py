@@ -58,6 +58,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # copied next to its working (RL keeps the restatement and drops the re-checks).
     c.data.synthetic.restate_prob = 1.0  # probability of the "problem ..." restatement
     c.data.num_eval = 500  # held-out problems evaluated
+    c.data.eval_seed = -1  # seed of the synthetic held-out set (-1 = config.seed)
     c.data.max_prompt_len = 16  # prompt width (tokens) of the update batch; longer is an error
 
     c.sft = ml_collections.ConfigDict()

@@ -128,7 +128,10 @@ def build_source(config, split: str):
     if d.kind == "synthetic":
         n = d.num_train if split == "train" else d.num_eval
         synth = SyntheticConfig(**_dict(d.get("synthetic")))
-        return sources.synthetic_source(num_examples=n, split=split, seed=config.seed, config=synth)
+        seed = config.seed
+        if split == "eval" and d.get("eval_seed", -1) >= 0:
+            seed = d.eval_seed  # one held-out set for runs of different seeds
+        return sources.synthetic_source(num_examples=n, split=split, seed=seed, config=synth)
     fields = dict(
         question_field=d.question_field,
         answer_field=d.answer_field,

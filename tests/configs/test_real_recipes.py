@@ -109,3 +109,18 @@ def test_eval_num_slots_streams_the_eval_set():
     assert setup.sampling_config(c, tok, num_prompts=500).slots(500).num_slots == 64
     assert setup.sampling_config(c, tok).num_slots is None
     assert load("math_r1_distill.py").get_config().eval.num_slots == 128
+
+
+def test_eval_seed_fixes_the_held_out_set_across_seeds():
+    """data.eval_seed >= 0: runs of any seed evaluate on the same synthetic problems; -1 follows
+    config.seed (train data always follows config.seed)."""
+
+    def prompts(seed, eval_seed, split="eval"):
+        c = load("default.py").get_config()
+        c.seed, c.data.eval_seed, c.data.num_eval, c.data.num_train = seed, eval_seed, 20, 20
+        src = setup.build_source(c, split)
+        return [src[i]["prompt"] for i in range(len(src))]
+
+    assert prompts(1, 0) == prompts(0, -1) == prompts(0, 0)
+    assert prompts(1, -1) != prompts(0, -1)
+    assert prompts(1, 0, "train") == prompts(1, -1, "train") != prompts(0, 0, "train")
