@@ -120,6 +120,27 @@ def hf_config(size: str, **overrides):
     return transformers.Qwen2Config(**fields)
 
 
+def tunix_qwen2_config(size: str):
+    """Tunix's Qwen2 ``ModelConfig`` for a shape of `SIZES` (bf16, tied embeddings); needs tunix."""
+    from tunix.models.qwen2 import model as tqwen
+
+    s = SIZES[size]
+    return tqwen.ModelConfig(
+        num_layers=s["num_layers"],
+        vocab_size=s["vocab_size"],
+        embed_dim=s["hidden_size"],
+        hidden_dim=s["intermediate_size"],
+        num_heads=s["num_heads"],
+        head_dim=s["head_dim"],
+        num_kv_heads=s["num_kv_heads"],
+        rope_theta=1_000_000,
+        norm_eps=1e-6,
+        use_tied_embedding=True,
+        dtype=jnp.bfloat16,
+        param_dtype=jnp.bfloat16,
+    )
+
+
 def median_time(fn: Callable, repeats: int) -> tuple[float, object]:
     """Median wall time of ``fn()`` over ``repeats`` calls (each call must end synchronised)."""
     times, out = [], None

@@ -15,7 +15,7 @@ import tempfile
 import time
 
 import numpy as np
-from common import SIZES, word_tokenizer
+from common import SIZES, tunix_qwen2_config, word_tokenizer
 
 LR, CLIP, BETA, EPS = 1e-6, 1.0, 0.04, 0.2
 
@@ -187,20 +187,7 @@ def run_tunix(a) -> dict:
     s = SIZES[a.size]
     tok = word_tokenizer(s["vocab_size"])
     mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1), ("fsdp", "tp"))
-    tcfg = tqwen.ModelConfig(
-        num_layers=s["num_layers"],
-        vocab_size=s["vocab_size"],
-        embed_dim=s["hidden_size"],
-        hidden_dim=s["intermediate_size"],
-        num_heads=s["num_heads"],
-        head_dim=s["head_dim"],
-        num_kv_heads=s["num_kv_heads"],
-        rope_theta=1_000_000,
-        norm_eps=1e-6,
-        use_tied_embedding=True,
-        dtype=jnp.bfloat16,
-        param_dtype=jnp.bfloat16,
-    )
+    tcfg = tunix_qwen2_config(a.size)
     with jax.set_mesh(mesh):
         reference = tqwen.Qwen2(tcfg, rngs=nnx.Rngs(0))
         graphdef, state = nnx.split(reference)

@@ -43,6 +43,7 @@ from common import (
     hf_config,
     median_time,
     model_config,
+    tunix_qwen2_config,
     versions,
 )
 from flax import nnx
@@ -148,20 +149,7 @@ def bench_tunix(size, batch, prompt_len, new, repeats):
     from tunix.models.qwen2 import model as tqwen
 
     s = SIZES[size]
-    tcfg = tqwen.ModelConfig(
-        num_layers=s["num_layers"],
-        vocab_size=s["vocab_size"],
-        embed_dim=s["hidden_size"],
-        hidden_dim=s["intermediate_size"],
-        num_heads=s["num_heads"],
-        head_dim=s["head_dim"],
-        num_kv_heads=s["num_kv_heads"],
-        rope_theta=1_000_000,
-        norm_eps=1e-6,
-        use_tied_embedding=True,
-        dtype=jnp.bfloat16,
-        param_dtype=jnp.bfloat16,
-    )
+    tcfg = tunix_qwen2_config(size)
     transformer = tqwen.Qwen2(tcfg, rngs=nnx.Rngs(0))
 
     class IdTokenizer:  # prompts are space-separated ids
