@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 
@@ -32,13 +33,9 @@ def run(code: str, devices: int = 8, timeout: int = 600):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_processes(code: str, processes: int = 2, devices: int = 4, timeout: int = 300):
-    """Runs ``code`` in ``processes`` fresh processes joined by ``jax.distributed`` on 127.0.0.1
-    (``lenrl.distributed.initialize`` reads ``LENRL_*``), ``devices`` fake CPU devices each, and
-    returns every process's JSON result in process order."""
-    import portpicker
-
-    port = portpicker.pick_unused_port()
+def cpu_env(devices: int, **extra: str) -> dict:
+    """This environment without distributed/JAX settings, with ``devices`` fake CPU devices, the
+    repository on ``PYTHONPATH`` and ``extra`` set."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {
         k: v
@@ -48,30 +45,49 @@ def run_processes(code: str, processes: int = 2, devices: int = 4, timeout: int 
     env.update(
         XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
         JAX_PLATFORMS="cpu",
-        LENRL_COORDINATOR=f"127.0.0.1:{port}",
-        LENRL_NUM_PROCESSES=str(processes),
         PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+        **extra,
     )
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(code)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**env, "LENRL_PROCESS_ID": str(i)},
-        )
-        for i in range(processes)
-    ]
-    outs = []
+    return env
+
+
+def run_all(launches, timeout: int, logdir=None) -> list:
+    """Starts every ``(argv, env)`` at once (output to a log file each, so no pipe fills up),
+    waits for all, kills what is left on failure, and returns each one's JSON result (its last
+    line of output) in order; a non-zero exit is an error showing that process's log."""
+    logdir = logdir or tempfile.mkdtemp()
+    procs = []
     try:
-        for p in procs:
-            outs.append(p.communicate(timeout=timeout)[0])
+        for i, (argv, env) in enumerate(launches):
+            log = open(os.path.join(logdir, f"process{i}.log"), "w+")
+            procs.append((subprocess.Popen(argv, env=env, stdout=log, stderr=log), log))
+        results = []
+        for proc, log in procs:
+            proc.wait(timeout=timeout)
+            log.seek(0)
+            out = log.read()
+            if proc.returncode != 0:
+                raise AssertionError(f"process failed:\n{out[-6000:]}")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        return results
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, out in zip(procs, outs, strict=True):
-        if p.returncode != 0:
-            raise AssertionError(f"process failed:\n{out[-6000:]}")
-    return [json.loads(out.strip().splitlines()[-1]) for out in outs]
+        for proc, log in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            log.close()
+
+
+def run_processes(code: str, processes: int = 2, devices: int = 4, timeout: int = 300):
+    """Runs ``code`` in ``processes`` fresh processes joined by ``jax.distributed`` on 127.0.0.1
+    (``lenrl.distributed.initialize`` reads ``LENRL_*``), ``devices`` fake CPU devices each, and
+    returns every process's JSON result in process order."""
+    import portpicker
+
+    env = cpu_env(
+        devices,
+        LENRL_COORDINATOR=f"127.0.0.1:{portpicker.pick_unused_port()}",
+        LENRL_NUM_PROCESSES=str(processes),
+    )
+    argv = [sys.executable, "-c", textwrap.dedent(code)]
+    return run_all([(argv, {**env, "LENRL_PROCESS_ID": str(i)}) for i in range(processes)], timeout)

@@ -1,12 +1,11 @@
 """`lenrl.distributed`: settings from arguments / environment, and a real two-process CPU run."""
 
-import json
 import os
 import subprocess
 import sys
 import textwrap
 
-import portpicker
+import multidevice
 import pytest
 
 from lenrl import distributed
@@ -194,48 +193,7 @@ _WORKER = textwrap.dedent("""
 
 
 def test_two_processes_on_cpu(tmp_path):
-    port = portpicker.pick_unused_port()
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LENRL_", "JAX_", "TPU_", "MEGASCALE_", "XLA_"))
-    }
-    base.update(
-        XLA_FLAGS="--xla_force_host_platform_device_count=4",
-        JAX_PLATFORMS="cpu",
-        LENRL_COORDINATOR=f"127.0.0.1:{port}",
-        LENRL_NUM_PROCESSES="2",
-        PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
-    )
-    procs = []
-    for i in range(2):
-        log = open(tmp_path / f"p{i}.log", "w+")
-        procs.append(
-            (
-                subprocess.Popen(
-                    [sys.executable, "-c", _WORKER],
-                    cwd=ROOT,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env={**base, "LENRL_PROCESS_ID": str(i)},
-                ),
-                log,
-            )
-        )
-    results = []
-    try:
-        for proc, log in procs:
-            proc.wait(timeout=120)
-            log.seek(0)
-            out = log.read()
-            assert proc.returncode == 0, out
-            results.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        for proc, log in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            log.close()
+    results = multidevice.run_processes(_WORKER, processes=2, devices=4, timeout=120)
     assert sorted(r["process_index"] for r in results) == [0, 1]
     for r in results:
         assert r["started"] is True

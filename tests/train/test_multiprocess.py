@@ -13,9 +13,9 @@ in-process CPU all-reduce, and the sampler's prompts enter batch-sharded instead
 
 import json
 import os
-import subprocess
 import sys
 
+import multidevice
 import numpy as np
 import portpicker
 import pytest
@@ -23,21 +23,6 @@ from safetensors.numpy import load_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORKER = os.path.join(ROOT, "tests", "multiprocess_worker.py")
-
-
-def _env(devices: int, **extra) -> dict:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LENRL_", "JAX_", "TPU_", "MEGASCALE_", "XLA_"))
-    }
-    env.update(
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-        JAX_PLATFORMS="cpu",
-        PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
-        **extra,
-    )
-    return env
 
 
 def _rows(workdir, phase, key):
@@ -50,32 +35,15 @@ def test_two_processes_match_one_process_and_resume(tmp_path):
     port = portpicker.pick_unused_port()
     one, two = tmp_path / "one", tmp_path / "two"
     cmd = [sys.executable, WORKER]
-    launches = [(cmd + [str(one)], _env(8))]
+    launches = [(cmd + [str(one)], multidevice.cpu_env(8))]
     for i in range(2):
         multi = dict(
             LENRL_COORDINATOR=f"127.0.0.1:{port}",
             LENRL_NUM_PROCESSES="2",
             LENRL_PROCESS_ID=str(i),
         )
-        launches.append((cmd + [str(two), "--resume"], _env(4, **multi)))
-    procs = []
-    for i, (argv, env) in enumerate(launches):
-        log = open(tmp_path / f"log{i}.txt", "w+")
-        procs.append((subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=log), log))
-    results = []
-    try:
-        for proc, log in procs:
-            proc.wait(timeout=600)
-            log.seek(0)
-            out = log.read()
-            assert proc.returncode == 0, out[-6000:]
-            results.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        for proc, log in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            log.close()
+        launches.append((cmd + [str(two), "--resume"], multidevice.cpu_env(4, **multi)))
+    results = multidevice.run_all(launches, timeout=600, logdir=str(tmp_path))
 
     ref, p0, p1 = results
     assert (ref["process_count"], ref["device_count"], ref["started"]) == (1, 8, False)
