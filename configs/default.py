@@ -68,6 +68,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.sft.learning_rate = 3e-3  # peak learning rate (warm-up + cosine)
     c.sft.warmup_steps = 50  # linear warm-up steps
     c.sft.packing = False  # pack the examples into rows of max_prompt_len + max_len (no padding)
+    c.sft.bucketing = False  # steps of one length bucket within a token budget, not batch_size
+    c.sft.token_budget = 4096  # bucketing: padded tokens per step, examples x bucket bound
+    c.sft.bucket_boundaries = (48, 80, 112, 144)  # bucket bounds (prompt + completion tokens)
+    c.sft.bucket_window = 1024  # bucketing: examples sorted into buckets together
 
     c.rl = ml_collections.ConfigDict()
     c.rl.steps = 50  # GRPO steps

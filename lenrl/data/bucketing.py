@@ -20,13 +20,15 @@ exactly the same batches.
 
 Multi-process: every process plans the same global batches and takes its contiguous share of
 each (process ``i`` of ``n`` gets examples ``[i k / n, (i + 1) k / n)`` of a batch of ``k``), so
-all processes take the same number of steps. Batch sizes are multiples of ``n``: ``n_b`` rounds
-down, and a short batch drops its last ``k mod n`` examples (at most ``n - 1`` per bucket and
-window).
+all processes take the same number of steps. Batch sizes are multiples of ``m`` (``multiple_of``,
+default ``n``; a multiple of ``n``): ``n_b`` rounds down, and a short batch drops its last
+``k mod m`` examples (at most ``m - 1`` per bucket and window). With ``m`` the data-parallel size
+of the mesh, every batch splits evenly over the devices, and the global batches are the same for
+any number of processes.
 
 A batch is ``collate(records)`` (``lenrl.data.pipeline``) plus ``length`` (``np.int32 [k]``,
 ``length_fn`` of each example), ``bucket_len`` (``L_b``) and ``bucket_size`` (``n_b / n``, this
-process's share of a full batch of the bucket, e.g. the static size to pad to).
+process's share of a full batch of the bucket: the static size to pad to).
 """
 
 from __future__ import annotations
@@ -41,11 +43,12 @@ from lenrl.data.pipeline import collate
 
 
 def plan_window(
-    lengths: Sequence[int], boundaries: Sequence[int], token_budget: int, shard_count: int, key
+    lengths: Sequence[int], boundaries: Sequence[int], token_budget: int, multiple: int, key
 ) -> list[tuple[int, list[int]]]:
     """One window's batches: ``(bucket, example positions)`` in their yield order.
 
-    ``key`` seeds the order of the batches (e.g. ``(seed, window)``).
+    Batch sizes are multiples of ``multiple``; ``key`` seeds the order of the batches (e.g.
+    ``(seed, window)``).
     """
     lengths = np.asarray(lengths, np.int64)
     bucket = np.searchsorted(np.asarray(boundaries), lengths, side="left")
@@ -57,24 +60,24 @@ def plan_window(
         )
     batches = []
     for b, bound in enumerate(boundaries):
-        size = bucket_size(bound, token_budget, shard_count)
+        size = bucket_size(bound, token_budget, multiple)
         members = np.flatnonzero(bucket == b).tolist()
         for start in range(0, len(members), size):
             chunk = members[start : start + size]
-            chunk = chunk[: len(chunk) // shard_count * shard_count]
+            chunk = chunk[: len(chunk) // multiple * multiple]
             if chunk:
                 batches.append((b, chunk))
     order = np.random.default_rng(key).permutation(len(batches))
     return [batches[i] for i in order]
 
 
-def bucket_size(bound: int, token_budget: int, shard_count: int = 1) -> int:
-    """Examples in a full batch of a bucket: ``budget // bound`` rounded down to ``shard_count``."""
-    size = token_budget // bound // shard_count * shard_count
+def bucket_size(bound: int, token_budget: int, multiple: int = 1) -> int:
+    """Examples in a full batch of a bucket: ``budget // bound`` rounded down to ``multiple``."""
+    size = token_budget // bound // multiple * multiple
     if size <= 0:
         raise ValueError(
-            f"token_budget={token_budget} cannot hold {shard_count} example(s) of the bucket "
-            f"length {bound}; raise the budget to at least {shard_count * bound}."
+            f"token_budget={token_budget} cannot hold {multiple} example(s) of the bucket "
+            f"length {bound}; raise the budget to at least {multiple * bound}."
         )
     return size
 
@@ -94,7 +97,7 @@ class _BucketIterator(grain.DatasetIterator):
             if d.map_fn is not None:
                 records = [d.map_fn(r) for r in records]
             lengths = [int(d.length_fn(r)) for r in records]
-            plan = plan_window(lengths, d.boundaries, d.token_budget, d.shard_count, (d.seed, w))
+            plan = plan_window(lengths, d.boundaries, d.token_budget, d.multiple, (d.seed, w))
             self._cache = (w, records, lengths, plan)
         return self._cache
 
@@ -114,8 +117,8 @@ class _BucketIterator(grain.DatasetIterator):
         out = collate([records[i] for i in mine])
         out["length"] = np.asarray([lengths[i] for i in mine], np.int32)
         out["bucket_len"] = int(d.boundaries[b])
-        out["bucket_size"] = bucket_size(d.boundaries[b], d.token_budget, d.shard_count) // (
-            d.shard_count
+        out["bucket_size"] = (
+            bucket_size(d.boundaries[b], d.token_budget, d.multiple) // d.shard_count
         )
         return out
 
@@ -141,6 +144,7 @@ class BucketedIterDataset(grain.IterDataset):
         map_fn: Callable[[Any], Any] | None = None,
         shard_index: int = 0,
         shard_count: int = 1,
+        multiple_of: int | None = None,
     ):
         super().__init__(source)
         if not boundaries or list(boundaries) != sorted(set(boundaries)) or boundaries[0] <= 0:
@@ -151,12 +155,18 @@ class BucketedIterDataset(grain.IterDataset):
             raise ValueError(
                 f"need 0 <= shard_index < shard_count, got {shard_index}, {shard_count}"
             )
+        multiple = shard_count if multiple_of is None else multiple_of
+        if multiple <= 0 or multiple % shard_count:
+            raise ValueError(
+                f"multiple_of={multiple_of} must be a positive multiple of "
+                f"shard_count={shard_count}."
+            )
         for bound in boundaries:
-            bucket_size(bound, token_budget, shard_count)  # raises if the budget is too small
+            bucket_size(bound, token_budget, multiple)  # raises if the budget is too small
         self.source, self.length_fn, self.map_fn = source, length_fn, map_fn
         self.boundaries, self.token_budget = tuple(int(b) for b in boundaries), int(token_budget)
         self.seed, self.window = seed, window
-        self.shard_index, self.shard_count = shard_index, shard_count
+        self.shard_index, self.shard_count, self.multiple = shard_index, shard_count, multiple
 
     def __iter__(self) -> _BucketIterator:
         return _BucketIterator(self)
@@ -173,6 +183,7 @@ def make_bucketed_iterator(
     map_fn: Callable[[Any], Any] | None = None,
     shard_index: int = 0,
     shard_count: int = 1,
+    multiple_of: int | None = None,
     shuffle: bool = True,
     num_epochs: int | None = None,
 ) -> grain.DatasetIterator:
@@ -187,6 +198,8 @@ def make_bucketed_iterator(
       window: examples planned together; larger gives fuller batches and more mixing.
       map_fn: applied to each record first (e.g. tokenisation, so it happens once).
       shard_index, shard_count: this process's share of each batch.
+      multiple_of: global batch sizes are multiples of this (default ``shard_count``; must be a
+        multiple of it), e.g. the mesh's data-parallel size.
       shuffle: shuffle the examples (per epoch) before bucketing.
       num_epochs: ``None`` repeats forever; an int ends after that many epochs.
     Returns:
@@ -209,5 +222,6 @@ def make_bucketed_iterator(
             map_fn=map_fn,
             shard_index=shard_index,
             shard_count=shard_count,
+            multiple_of=multiple_of,
         )
     )

@@ -119,6 +119,25 @@ class Rows:
 
         return jax.tree.map(one, tree)
 
+    def to_global_packed(self, tree):
+        """This process's share ``[K, b, ...]`` of a packed batch (numpy, ``b`` rows or samples,
+        the same ``b`` on every process) -> global ``[K, b * count, ...]`` arrays sharded over
+        axis 1, the layout of `lenrl.train.run.Run.put_packed`; shares go in process order.
+
+        ``b * count`` must be a multiple of the mesh's batch size, unless ``count`` is 1 (then
+        every process must hold the same values)."""
+
+        def one(x):
+            x = np.asarray(x)
+            shape = (x.shape[0], x.shape[1] * self.count, *x.shape[2:])
+            axes = (None, "batch") + (None,) * (x.ndim - 2)
+            sharding = NamedSharding(self.mesh, self.rules.spec(axes, shape, self.mesh))
+            if self.count > 1 and sharding.spec[1] is None:
+                raise ValueError(f"{shape[1]} rows do not split over the mesh's batch axis.")
+            return jax.make_array_from_process_local_data(sharding, x, shape)
+
+        return jax.tree.map(one, tree)
+
     def gather(self, tree):
         """This process's rows -> the whole ``[N, ...]`` numpy arrays on every process."""
         if jax.process_count() == 1:

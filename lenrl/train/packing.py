@@ -283,3 +283,33 @@ def padding_stats(batch: PackedBatch) -> dict[str, float]:
     real = int((np.asarray(batch.segment_ids) > 0).sum())
     slots = int(np.asarray(batch.segment_ids).size)
     return {"real_tokens": real, "slots": slots, "padding_fraction": 1.0 - real / max(slots, 1)}
+
+
+def max_rows(num_samples: int, max_len: int, row_len: int) -> int:
+    """The most rows `first_fit_decreasing` can need for ``num_samples`` samples of at most
+    ``max_len`` tokens each: ``ceil(n / k)`` with ``k = floor(row_len / max_len)``.
+
+    A new row opens only for a sample that fits in no open row, so each earlier row then holds
+    more than ``row_len - max_len >= (k - 1) max_len`` tokens, hence at least ``k`` samples; all
+    rows but the last hold ``k`` or more. A static row count for a length bucket (one compile).
+    """
+    if not 0 < max_len <= row_len:
+        raise ValueError(f"samples of up to {max_len} tokens do not fit rows of {row_len}.")
+    return max(-(-num_samples // (row_len // max_len)), 1)
+
+
+def add_rows(batch: PackedBatch, num_rows: int, pad_id: int = 0) -> PackedBatch:
+    """``batch`` with empty rows (padding: no segment, no loss token) appended to ``num_rows``
+    rows per bin, e.g. the row count every process agreed on. Per-sample fields are unchanged."""
+    have = batch.tokens.shape[1]
+    if num_rows < have:
+        raise ValueError(f"the batch already has {have} rows, more than num_rows={num_rows}.")
+    per_sample = ("truncated", "valid", "correct")
+
+    def grow(name, x):
+        if name in per_sample or num_rows == have:
+            return x
+        width = [(0, 0), (0, num_rows - have), (0, 0)]
+        return np.pad(x, width, constant_values=pad_id if name == "tokens" else 0)
+
+    return PackedBatch(*(grow(n, x) for n, x in zip(PackedBatch._fields, batch, strict=True)))

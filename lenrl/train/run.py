@@ -113,6 +113,13 @@ class Run:
         """This process's rows of a batch -> batch-sharded global arrays."""
         return self.put(tree) if jax.process_count() == 1 else rows.to_global(tree)
 
+    def jit_update(self, update, params, opt_state):
+        """``jax.jit(update)`` that keeps the params' and optimizer state's shardings and donates
+        both (`lenrl.train.update.make_update`'s ``(params, opt_state, batch, key, step)``)."""
+        param_sh = jax.tree.map(lambda x: x.sharding, params)
+        opt_sh = jax.tree.map(lambda x: x.sharding, opt_state)
+        return jax.jit(update, out_shardings=(param_sh, opt_sh, None), donate_argnums=(0, 1))
+
     def rows(self, size: int) -> Rows:
         """This process's rows of an ``size``-row batch."""
         return Rows.of(self.mesh, self.rules, size)

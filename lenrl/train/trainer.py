@@ -29,102 +29,21 @@ from lenrl import models, plots
 from lenrl.evaluation import budget_sweep
 from lenrl.sampling.sampler import make_sampler
 from lenrl.train import setup
-from lenrl.train.batch import pad_rows, supervised_batch
 from lenrl.train.checkpoints import Checkpointer
 from lenrl.train.logprobs import completion_logprobs
 from lenrl.train.metrics import read_metrics
-from lenrl.train.multihost import agree_max, broadcast_json, is_main, to_host
-from lenrl.train.packing import pack, pack_update_batch, padding_stats
-from lenrl.train.rollout import Rollout, prompt_ids
+from lenrl.train.multihost import broadcast_json, is_main, to_host
+from lenrl.train.packing import pack_update_batch, padding_stats
+from lenrl.train.rollout import Rollout
 from lenrl.train.run import EVAL_KEY, SAMPLE_KEY, UPDATE_KEY, Run
+from lenrl.train.sft import run_sft
 from lenrl.train.update import (
     drpo_objective,
     make_optimizer,
     make_update,
     pg_loss,
-    sft_loss,
     warmup_cosine,
 )
-
-
-def _jit_update(run: Run, update, params, opt_state):
-    param_sh = jax.tree.map(lambda x: x.sharding, params)
-    opt_sh = jax.tree.map(lambda x: x.sharding, opt_state)
-    return jax.jit(update, out_shardings=(param_sh, opt_sh, None), donate_argnums=(0, 1))
-
-
-def run_sft(run: Run) -> None:
-    """Phase 1: cross-entropy on worked solutions (the verbose chains of thought)."""
-    cfg = run.config.sft
-    if cfg.steps <= 0:
-        return
-    ckpt = Checkpointer(run.workdir / "checkpoints" / "sft", keep=run.config.checkpoint.keep)
-    optimizer = make_optimizer(
-        warmup_cosine(cfg.learning_rate, cfg.warmup_steps, cfg.steps), grad_clip=1.0
-    )
-    opt_state = run.on_mesh(jax.jit(optimizer.init)(run.params))
-    state = {"params": run.params, "opt_state": opt_state}
-    step, data_state = 0, None
-    if ckpt.latest_step() is not None:
-        state, data_state, step = ckpt.restore(state)
-    if step >= cfg.steps:
-        run.params = state["params"]
-        ckpt.close()
-        return
-    tp = run.config.data.max_prompt_len
-    packed = cfg.get("packing", False)
-    if packed and jax.process_count() > 1:
-        raise ValueError(
-            "config.sft.packing=True runs on one process for now (each process holds only its "
-            "rows of a batch); set config.sft.packing=False for multi-host warm starts."
-        )
-    update = make_update(
-        run.graphdef,
-        optimizer,
-        sft_loss(tp, packed=packed),
-        batch_size=cfg.batch_size,
-        packed=packed,
-    )
-    update = _jit_update(run, update, state["params"], state["opt_state"])
-    batch_axis = run.mesh.shape["data"] * run.mesh.shape["fsdp"]
-    rows = run.rows(cfg.batch_size)
-    it = run.iterator(rows, 1, data_state, seed_offset=0)
-    params, opt_state = state["params"], state["opt_state"]
-    eos = run.tokenizer.eos_token_id
-    bar = run.progress(cfg.steps, step, "warm start")
-    while step < cfg.steps:
-        batch = next(it)
-        prompts = [prompt_ids(run.tokenizer, q) for q in batch["prompt"]]
-        comps = [
-            run.tokenizer.encode(s, add_special_tokens=False)[: cfg.max_len - 1] + [eos]
-            for s in batch["solution"]
-        ]
-        if packed:  # rows of tp + max_len tokens; their count is bucketed (few compiles)
-            pb = pack(
-                prompts,
-                comps,
-                row_len=tp + cfg.max_len,
-                rows_multiple=max(batch_axis, 4),
-                pad_id=run.tokenizer.pad_token_id,
-            )
-            ub = run.put_packed(pb)
-        else:
-            longest = agree_max(max(map(len, comps)))  # over every process's rows
-            width = min(cfg.max_len, -(-longest // 16) * 16)  # bucketed: few compiles
-            tokens, mask = pad_rows(prompts, comps, tp, width, run.tokenizer.pad_token_id)
-            ub = run.put_rows(supervised_batch(tokens, mask, tp), rows)
-        params, opt_state, m = update(params, opt_state, ub, run.step_key(UPDATE_KEY, step), step)
-        step += 1
-        bar.update(1)
-        if step % run.config.log_every == 0 or step == cfg.steps:
-            m = to_host(m)
-            bar.set_postfix(nll=f"{float(m['nll']):.3f}")
-            run.writer.write(step, m, phase="sft")
-        if step % run.config.checkpoint.every == 0 or step == cfg.steps:
-            ckpt.save(step, {"params": params, "opt_state": opt_state}, it.get_state())
-    bar.close()
-    ckpt.close()
-    run.params = params
 
 
 def run_rl(run: Run) -> dict:
@@ -220,7 +139,7 @@ def run_rl(run: Run) -> dict:
         num_microbatches=cfg.num_microbatches,
         packed=packed,
     )
-    update = _jit_update(run, update, state["params"], state["opt_state"])
+    update = run.jit_update(update, state["params"], state["opt_state"])
     batch_axis = run.mesh.shape["data"] * run.mesh.shape["fsdp"]
     it = run.iterator(rollout.rows, cfg.group_size, data_state, seed_offset=1)
     params, opt_state, pstate = state["params"], state["opt_state"], state["penalty"]

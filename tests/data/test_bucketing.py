@@ -95,6 +95,21 @@ def test_shards_split_every_global_batch_in_lockstep():
         assert not set(a["index"].tolist()) & set(b["index"].tolist())
 
 
+def test_multiple_of_gives_the_same_global_batches_for_any_shard_count():
+    src = _records(300)
+    kw = dict(num_epochs=1, multiple_of=4, token_budget=256)
+    one = list(_iterator(src, **kw))
+    shards = [list(_iterator(src, shard_count=2, shard_index=i, **kw)) for i in range(2)]
+    assert len(one) == len(shards[0]) == len(shards[1]) > 0
+    for whole, a, b in zip(one, *shards, strict=True):
+        assert len(whole["index"]) % 4 == 0
+        assert whole["bucket_size"] == 256 // whole["bucket_len"] // 4 * 4
+        assert a["bucket_size"] == b["bucket_size"] == whole["bucket_size"] // 2
+        np.testing.assert_array_equal(np.concatenate([a["index"], b["index"]]), whole["index"])
+    with pytest.raises(ValueError, match="multiple of shard_count=2"):
+        _iterator(src, shard_count=2, multiple_of=3)
+
+
 def test_plan_window_against_a_reference():
     lengths = [3, 20, 9, 5, 60, 16, 2, 8, 33, 15]
     plan = plan_window(lengths, BOUNDS, 64, 1, key=(0, 0))

@@ -361,3 +361,35 @@ def test_dr_grpo_on_packed_rows_needs_l_max():
     cfg = dataclasses.replace(LossConfig(), loss_agg="seq_mean_token_sum_norm", l_max=None)
     with pytest.raises(ValueError, match="needs l_max"):
         U.pg_loss(TP, cfg, packed=True)(MODEL, packed, 0)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 24), st.integers(24, 80), st.integers(0, 2**31 - 1))
+def test_max_rows_bounds_ffd_for_samples_up_to_a_length(n, max_len, row_len, seed):
+    lengths = np.random.RandomState(seed).randint(1, max_len + 1, n)
+    assert len(P.first_fit_decreasing(lengths, row_len)) <= P.max_rows(n, max_len, row_len)
+    # Tight when every sample has the full length: k = row_len // max_len to a row.
+    full = [max_len] * n
+    assert len(P.first_fit_decreasing(full, row_len)) == P.max_rows(n, max_len, row_len)
+    with pytest.raises(ValueError, match="do not fit"):
+        P.max_rows(n, row_len + 1, row_len)
+
+
+def test_add_rows_appends_empty_rows_with_the_same_loss():
+    rng = np.random.RandomState(4)
+    prompts = [list(rng.randint(3, 37, rng.randint(1, TP + 1))) for _ in range(5)]
+    comps = [list(rng.randint(3, 37, rng.randint(1, TC + 1))) for _ in range(5)]
+    packed = P.pack(prompts, comps, row_len=R, pad_id=2)
+    need = packed.tokens.shape[1]
+    more = P.add_rows(packed, need + 3, pad_id=2)
+    assert more.tokens.shape == (1, need + 3, R) and more.valid.shape == packed.valid.shape
+    assert (more.tokens[0, need:] == 2).all() and not more.segment_ids[0, need:].any()
+    assert not more.loss_mask[0, need:].any()
+    np.testing.assert_array_equal(more.tokens[:, :need], packed.tokens)
+    assert P.add_rows(packed, need) is not None
+    _assert_same(
+        _value_and_grad(U.sft_loss(TP, packed=True), _one_bin(packed)),
+        _value_and_grad(U.sft_loss(TP, packed=True), _one_bin(more)),
+    )
+    with pytest.raises(ValueError, match="num_rows"):
+        P.add_rows(packed, need - 1)
