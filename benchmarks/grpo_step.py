@@ -37,8 +37,10 @@ that cannot run (not installed, an error, a time-out) is reported as ``{"status"
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -177,20 +179,35 @@ PACKAGES = dict(lenrl=("jax", "flax"), trl=("torch", "transformers", "trl"), tun
 # --------------------------------------------------------------------------------------------------
 
 
-def in_subprocess(name: str, argv: list[str], timeout: float) -> dict:
+def in_subprocess(name: str, argv: list[str], timeout: float, a) -> dict:
     """Runs this script with ``--only name``; its last stdout line is the framework's JSON."""
     cmd = [sys.executable, os.path.abspath(__file__), *argv, "--only", name]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
-        sys.stderr.write((e.stderr or b"").decode(errors="replace")[-4000:])
-        return dict(status=f"unavailable: timed out after {timeout:.0f} s (--timeout-s)")
+        err = (e.stderr or b"").decode(errors="replace")
+        sys.stderr.write(err[-4000:])
+        return from_log(name, err, timeout, a)
     err = proc.stderr.decode(errors="replace")
     sys.stderr.write(err[-8000:])
     lines = proc.stdout.decode(errors="replace").strip().splitlines()
     if proc.returncode or not lines:
         return dict(status=f"unavailable: exit code {proc.returncode}: {err.strip()[-600:]}")
     return json.loads(lines[-1])
+
+
+def from_log(name: str, log: str, timeout: float, a) -> dict:
+    """A framework that timed out (e.g. while tearing down) after logging its steps: the result
+    from its ``[name] step k: {...}`` lines, if it got past the first step; else unavailable."""
+    steps = [
+        ast.literal_eval(m.group(1))
+        for m in re.finditer(rf"^\[{name}\] step \d+: (\{{.*\}})$", log, re.MULTILINE)
+    ]
+    status = f"timed out after {timeout:.0f} s (--timeout-s)"
+    if len(steps) < 2:
+        return dict(status=f"unavailable: {status}")
+    out = summarize(steps, a)
+    return dict(status=f"{status}; the {len(steps)} steps it logged are used", **out)
 
 
 def add_ratios(data: dict) -> dict:
@@ -215,7 +232,7 @@ def main(argv=None) -> dict:
     p.add_argument("--ref-rows", type=int, default=8, help="lenrl reference rows a call; 0 = all")
     p.add_argument("--steps", type=int, default=2, help="timed steps after the first")
     p.add_argument("--remat", default="none", choices=["none", "full", "dots"], help="lenrl")
-    p.add_argument("--attention", default="xla", choices=["xla", "cudnn"], help="lenrl")
+    p.add_argument("--attention", default="auto", choices=["auto", "xla", "cudnn"], help="lenrl")
     p.add_argument("--trl-grad-ckpt", default="on", choices=["on", "off"], help="TRL default on")
     p.add_argument("--timeout-s", type=float, default=560, help="per framework subprocess")
     p.add_argument("--tiny", action="store_true", help="tiny shapes that run on a CPU")
@@ -265,7 +282,7 @@ def main(argv=None) -> dict:
     )
     for name in filter(None, a.frameworks.split(",")):
         t0 = time.perf_counter()
-        row = in_subprocess(name, _strip(argv), a.timeout_s)
+        row = in_subprocess(name, _strip(argv), a.timeout_s, a)
         row["wall_s"] = time.perf_counter() - t0
         report.data["frameworks"][name] = row
         add_ratios(report.data)

@@ -33,6 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.param_dtype = "float32"  # storage dtype of the weights
     c.model.dtype = "float32"  # compute dtype ("bfloat16" on accelerators)
     c.model.remat = "none"  # "none" | "full" | "dots"
+    c.model.attention = "auto"  # "auto" (cuDNN on a GPU in bf16, else XLA) | "xla" | "cudnn"
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = 1  # pure data-parallel axis
@@ -80,6 +81,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.rl.epochs = 1  # mu: passes over each rollout batch
     c.rl.num_minibatches = 2  # optimizer steps per pass
     c.rl.num_microbatches = 1  # gradient accumulation per optimizer step
+    c.rl.max_update_widths = 8  # completion widths the update compiles for, at most (padded)
     c.rl.packing = False  # pack samples into rows of max_prompt_len + max_new_tokens (no padding)
     c.rl.learning_rate = 1e-4  # peak learning rate
     c.rl.lr_schedule = "constant"  # "constant" | "cosine" (decay to 10% over the run)

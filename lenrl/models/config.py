@@ -58,7 +58,9 @@ class ModelConfig:
     param_dtype: str = "float32"
     dtype: str = "float32"
     remat: str = "none"  # "none" | "full" | "dots" (rematerialisation policy of each layer)
-    attention: str = "xla"  # "xla" (einsum) | "cudnn" (jax.nn.dot_product_attention, GPU)
+    # "auto" (cuDNN fused attention on a GPU in bf16/fp16, else XLA) | "xla" (einsum + softmax)
+    # | "cudnn" (jax.nn.dot_product_attention, GPU only)
+    attention: str = "auto"
 
     def __post_init__(self):
         if self.model_type not in SUPPORTED_MODEL_TYPES:
@@ -73,8 +75,8 @@ class ModelConfig:
             )
         if self.remat not in ("none", "full", "dots"):
             raise ValueError(f"remat={self.remat!r}: use 'none', 'full' or 'dots'.")
-        if self.attention not in ("xla", "cudnn"):
-            raise ValueError(f"attention={self.attention!r}: use 'xla' or 'cudnn'.")
+        if self.attention not in ("auto", "xla", "cudnn"):
+            raise ValueError(f"attention={self.attention!r}: use 'auto', 'xla' or 'cudnn'.")
 
     @property
     def eos_token_ids(self) -> tuple[int, ...]:

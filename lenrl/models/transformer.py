@@ -119,6 +119,21 @@ class RMSNorm(nnx.Module):
         return (y * self.scale[...].astype(jnp.float32)).astype(x.dtype)
 
 
+def attention_impl(attention: str, q_BxTxHxD) -> str:
+    """The kernel ``attention`` ("auto" | "xla" | "cudnn") resolves to for these queries.
+
+    "auto" takes cuDNN's fused attention where it runs: on a GPU, for bf16/fp16 queries and a
+    head size cuDNN supports (a multiple of 8, at most 128); else XLA's einsums. Measured on an
+    H100 against XLA: the 0.5B update 0.243 s -> 0.100 s (benchmarks/train_step.py), greedy decode
+    +13% tokens/s at 0.5B batch 256 and +6% at 1.5B batch 64 (benchmarks/sampler.py).
+    """
+    if attention != "auto":
+        return attention
+    d = q_BxTxHxD.shape[-1]
+    ok = q_BxTxHxD.dtype in (jnp.bfloat16, jnp.float16) and d % 8 == 0 and d <= 128
+    return "cudnn" if ok and jax.default_backend() == "gpu" else "xla"
+
+
 class Attention(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         e, d, hq, hkv, pd = (
@@ -167,7 +182,7 @@ class Attention(nnx.Module):
         mask_BxTxS = (k_pos_BxS[:, None, :] >= 0) & (k_pos_BxS[:, None, :] <= q_pos_BxT[:, :, None])
         if seg_BxT is not None:
             mask_BxTxS &= seg_BxT[:, :, None] == seg_BxT[:, None, :]
-        if self.cfg.attention == "cudnn":
+        if attention_impl(self.cfg.attention, q_BxTxHxD) == "cudnn":
             out = jax.nn.dot_product_attention(
                 q_BxTxHxD, k_BxSxKxD, v_BxSxKxD, mask=mask_BxTxS[:, None], implementation="cudnn"
             )

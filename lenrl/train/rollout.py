@@ -63,6 +63,7 @@ class Rollout:
     max_draws: int = 4  # prompt batches drawn at most per step with dynamic sampling
     ref_logprobs: Callable | None = None  # (tokens, attn_mask) -> [N, Tc]; None when beta = 0
     width_bucket: int = 32  # update-batch completion width is a multiple of this
+    max_widths: int = 8  # ... and takes at most this many values (each compiles the update once)
     think_in_prompt: bool = False  # the chat template opens <think> (R1-distill style)
     rows: Rows | None = None  # this process's rows of the P * G samples; None = all of them
 
@@ -231,13 +232,20 @@ class Rollout:
         stats["base_budget"] = float(self.base_budget(step))
         return update, pstate, stats, texts
 
+    def width_step(self, full: int) -> int:
+        """Update widths are multiples of this (and at most ``full``, the sampler's width): a
+        multiple of ``width_bucket`` large enough for at most ``max_widths`` distinct widths. A new
+        width costs a compile of the update and log-prob programs (~1 min for a 0.5B model on an
+        H100), a wider one at most ``full / max_widths`` padding columns."""
+        return self.width_bucket * max(1, -(-full // (self.max_widths * self.width_bucket)))
+
     def _update_batch(self, sel: dict, valid, advantages) -> UpdateBatch:
         n = self.prompts_per_step * self.group_size
         # Completion width: the longest completion, rounded up to a bucket, so the update does not
         # pay for the sampler's full budget when every completion is short (one compile a bucket).
         full = sel["tokens"].shape[-1]
         longest = int(sel["mask"].sum(-1).max(initial=1))
-        width = min(full, -(-max(longest, 1) // self.width_bucket) * self.width_bucket)
+        width = min(full, -(-max(longest, 1) // self.width_step(full)) * self.width_step(full))
         sel = {**sel, **{k: sel[k][..., :width] for k in ("tokens", "mask", "logp", "forced")}}
         valid_n = valid.reshape(n, 1)
         tokens = np.zeros((n, self.prompt_len + width), np.int32)

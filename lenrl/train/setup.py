@@ -103,6 +103,7 @@ def model_config(config, tokenizer) -> models.ModelConfig:
         param_dtype=m.param_dtype,
         dtype=m.dtype,
         remat=m.remat,
+        attention=m.get("attention", "auto"),
     )
 
 
@@ -117,7 +118,12 @@ def build_model(config, tokenizer, mesh):
                 "config.model.path at it."
             )
         return models.from_pretrained(
-            m.path, mesh=mesh, param_dtype=m.param_dtype, dtype=m.dtype, remat=m.remat
+            m.path,
+            mesh=mesh,
+            param_dtype=m.param_dtype,
+            dtype=m.dtype,
+            remat=m.remat,
+            attention=m.get("attention", "auto"),
         )
     return models.init_model(model_config(config, tokenizer), mesh=mesh, seed=config.seed)
 

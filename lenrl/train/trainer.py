@@ -126,6 +126,7 @@ def run_rl(run: Run) -> dict:
         max_draws=cfg.max_draws,
         think_in_prompt=config.data.get("think_in_prompt", False),
         ref_logprobs=ref_fn,
+        max_widths=cfg.get("max_update_widths", 8),
         rows=run.rows(cfg.prompts_per_step * cfg.group_size),
     )
     update = make_update(
