@@ -51,6 +51,22 @@ def cpu_env(devices: int, **extra: str) -> dict:
     return env
 
 
+def one_and_two_processes(argv_one: list, argv_two: list, devices: int = 8) -> list:
+    """Launches for `run_all`: ``argv_one`` as one process with ``devices`` fake CPU devices, then
+    ``argv_two`` as two processes of ``devices // 2`` each, joined by ``jax.distributed`` on a
+    free local port (the multi-process tests compare the two)."""
+    import portpicker
+
+    port = portpicker.pick_unused_port()
+    launches = [(argv_one, cpu_env(devices))]
+    for i in range(2):
+        multi = dict(
+            LENRL_COORDINATOR=f"127.0.0.1:{port}", LENRL_NUM_PROCESSES="2", LENRL_PROCESS_ID=str(i)
+        )
+        launches.append((argv_two, cpu_env(devices // 2, **multi)))
+    return launches
+
+
 def run_all(launches, timeout: int, logdir=None) -> list:
     """Starts every ``(argv, env)`` at once (output to a log file each, so no pipe fills up),
     waits for all, kills what is left on failure, and returns each one's JSON result (its last

@@ -17,7 +17,6 @@ import sys
 
 import multidevice
 import numpy as np
-import portpicker
 import pytest
 from safetensors.numpy import load_file
 
@@ -32,17 +31,9 @@ def _rows(workdir, phase, key):
 
 @pytest.mark.slow
 def test_two_processes_match_one_process_and_resume(tmp_path):
-    port = portpicker.pick_unused_port()
     one, two = tmp_path / "one", tmp_path / "two"
     cmd = [sys.executable, WORKER]
-    launches = [(cmd + [str(one)], multidevice.cpu_env(8))]
-    for i in range(2):
-        multi = dict(
-            LENRL_COORDINATOR=f"127.0.0.1:{port}",
-            LENRL_NUM_PROCESSES="2",
-            LENRL_PROCESS_ID=str(i),
-        )
-        launches.append((cmd + [str(two), "--resume"], multidevice.cpu_env(4, **multi)))
+    launches = multidevice.one_and_two_processes(cmd + [str(one)], cmd + [str(two), "--resume"])
     results = multidevice.run_all(launches, timeout=600, logdir=str(tmp_path))
 
     ref, p0, p1 = results

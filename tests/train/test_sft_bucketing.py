@@ -9,7 +9,6 @@ import sys
 import jax
 import multidevice
 import numpy as np
-import portpicker
 import pytest
 from flax import nnx
 
@@ -206,17 +205,9 @@ def test_two_processes_match_one_process(tmp_path):
     parameters agree to f32 rounding (different row layouts and gloo all-reduces change the
     order of the sums; rtol 1e-5 as in test_multiprocess)."""
     code = WORKER.replace("VARIANTS", repr(VARIANTS)).replace("STEPS", str(STEPS))
-    port = portpicker.pick_unused_port()
     one, two = tmp_path / "one", tmp_path / "two"
     argv = [sys.executable, "-c", code, ROOT]
-    launches = [(argv + [str(one)], multidevice.cpu_env(8))]
-    for i in range(2):
-        multi = dict(
-            LENRL_COORDINATOR=f"127.0.0.1:{port}",
-            LENRL_NUM_PROCESSES="2",
-            LENRL_PROCESS_ID=str(i),
-        )
-        launches.append((argv + [str(two)], multidevice.cpu_env(4, **multi)))
+    launches = multidevice.one_and_two_processes(argv + [str(one)], argv + [str(two)])
     ref, p0, p1 = multidevice.run_all(launches, timeout=600, logdir=str(tmp_path))
     assert (ref["process_count"], p0["process_count"]) == (1, 2)
     for name, _, bucketing in VARIANTS:
