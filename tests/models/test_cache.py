@@ -6,18 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny_model import tiny_config
 
 from lenrl import models
 
-BASE = models.ModelConfig(
-    vocab_size=61,
-    hidden_size=32,
-    intermediate_size=48,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    head_dim=8,
-)
+BASE = tiny_config()
 
 
 @pytest.mark.parametrize(

@@ -7,20 +7,13 @@ import multidevice
 import numpy as np
 import pytest
 from flax import nnx
+from tiny_model import tiny_config
 
 from lenrl import models
 from lenrl.models import checkpoint
 from lenrl.models.transformer import Decoder
 
-BASE = models.ModelConfig(
-    vocab_size=64,
-    hidden_size=32,
-    intermediate_size=48,
-    num_layers=3,
-    num_heads=4,
-    num_kv_heads=2,
-    head_dim=8,
-)
+BASE = tiny_config(vocab_size=64, num_layers=3)
 
 
 @pytest.mark.parametrize(

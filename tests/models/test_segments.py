@@ -7,19 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from tiny_model import tiny_config
 
 from lenrl import models
 from lenrl.models.transformer import segment_positions
 
-BASE = models.ModelConfig(
-    vocab_size=61,
-    hidden_size=32,
-    intermediate_size=48,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    head_dim=8,
-)
+BASE = tiny_config()
 VARIANTS = [
     dict(model_type="qwen2"),
     dict(model_type="qwen3", qkv_bias=False, qk_norm=True, tie_word_embeddings=False),

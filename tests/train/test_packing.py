@@ -12,6 +12,7 @@ import pytest
 from flax import nnx
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tiny_model import tiny_config
 
 from lenrl import models
 from lenrl.algorithms.drpo import DRPOConfig
@@ -21,15 +22,7 @@ from lenrl.train import packing as P
 from lenrl.train import update as U
 from lenrl.train.logprobs import completion_logprobs, packed_logprobs
 
-CFG = models.ModelConfig(
-    vocab_size=37,
-    hidden_size=32,
-    intermediate_size=48,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    head_dim=8,
-)
+CFG = tiny_config(vocab_size=37)
 TP, TC, G, R = 5, 9, 2, 16  # prompt width, completion width, group size, packed row length
 MODEL = models.init_model(CFG, seed=1)
 GRAPHDEF, PARAMS = nnx.split(MODEL)

@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from tiny_model import tiny_config
 
 from lenrl import models
 from lenrl.algorithms.losses import LossConfig
@@ -15,15 +16,7 @@ from lenrl.train import batch as B
 from lenrl.train import update as U
 from lenrl.train.logprobs import completion_logprobs
 
-CFG = models.ModelConfig(
-    vocab_size=37,
-    hidden_size=32,
-    intermediate_size=48,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    head_dim=8,
-)
+CFG = tiny_config(vocab_size=37)
 TP, TC = 5, 6
 
 
