@@ -1,4 +1,4 @@
-"""The training run: supervised warm start, then GRPO with length control; resumable.
+"""The training run: supervised warm start (`lenrl.train.sft`), then GRPO with length control.
 
 ``train(config, workdir)`` is everything ``python -m lenrl.launch`` does, importable from a
 notebook. Each phase keeps its own orbax checkpoints under ``workdir/checkpoints/<phase>``; a
