@@ -11,9 +11,11 @@ Phase B: per method and seed, a subprocess
       --config.seed=S --config.model.path=OUT/work/warm_start/export --config.sft.steps=0 ...
 (the other `--config.*` flags are the scale's settings, computed below; each run's exact command
 is in its JSON). The synthetic tokenizer is rebuilt by every run, identical to the exported one.
-Runs whose `summary.json` exists are skipped (the sweep resumes); an interrupted run resumes
-from its own checkpoints. After an L1 run its export is evaluated on the held-out prompts with
-fixed targets written into the prompt ("requested target vs produced length").
+Runs go seed by seed (every method at seed 0 first). Runs whose `summary.json` exists are
+skipped (the sweep resumes); an interrupted run resumes from its own checkpoints. `--deadline-s`
+stops the runs still going after that many seconds and writes the report of those done (e.g. a
+sweep spread over time-limited calls). After an L1 run its export is evaluated on the held-out
+prompts with fixed targets written into the prompt ("requested target vs produced length").
 Output in --out: runs/NAME_seedS.json (summary + method, seed, wall time, command, per-step
 curves, L1 targets), results.json (mean and std over seeds), table.md, pareto.png,
 l1_targets.png, schedules.png; the script prints a JSON digest.
@@ -315,11 +317,32 @@ def _env(args) -> dict:
     return env
 
 
+STOPPED = -1000  # `_call`'s return code for a command stopped at --deadline-s
+
+
 def _call(cmd: list[str], log: str, args) -> int:
+    """Runs ``cmd`` (output to ``log``); at ``args.deadline`` (a ``time.time()``, or None) it is
+    terminated and `STOPPED` returned: the trainer resumes it from its checkpoints next time."""
     with open(log, "a") as f:
         f.write(" ".join(cmd) + "\n")
         f.flush()
-        return subprocess.run(cmd, cwd=ROOT, env=_env(args), stdout=f, stderr=f).returncode
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(args), stdout=f, stderr=f)
+        try:
+            left = None if args.deadline is None else max(args.deadline - time.time(), 0.0)
+            return proc.wait(timeout=left)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            f.write("stopped at the deadline (--deadline-s)\n")
+            return STOPPED
+
+
+def _past_deadline(args) -> bool:
+    return args.deadline is not None and time.time() >= args.deadline
 
 
 def _worker_cmd(args, kind: str, name: str = "", seed: int = 0) -> list[str]:
@@ -362,11 +385,17 @@ def run_one(args, name: str, seed: int, config) -> str:
             raise SystemExit(f"{workdir} holds a run with other settings; use another --out.")
     status = "skipped"
     if not os.path.exists(done):
+        if _past_deadline(args):
+            return "not started (--deadline-s)"
         t0 = time.time()
         rc = _call(cmd, os.path.join(workdir, "launch.log"), args)
-        meta["wall_s"] = time.time() - t0
+        meta["wall_s"] = meta.get("wall_s_before", 0.0) + time.time() - t0  # over resumptions
+        if rc == STOPPED:
+            meta["wall_s_before"] = meta["wall_s"]
         with open(meta_path, "w") as f:
             json.dump(meta, f, indent=2)
+        if rc == STOPPED:
+            return "stopped at --deadline-s (resumes from its checkpoints)"
         if rc != 0:
             return f"failed (exit {rc}, see {workdir}/launch.log)"
         status = "trained"
@@ -400,6 +429,12 @@ def parse_args(argv=None):
     ap.add_argument("--scale", choices=("small", "gpu"), default="small")
     ap.add_argument("--l1-targets", type=int, default=5, help="targets of the L1 evaluation")
     ap.add_argument("--keep-checkpoints", action="store_true", help="keep finished runs' ckpts")
+    ap.add_argument(
+        "--deadline-s",
+        type=float,
+        default=None,
+        help="after this many seconds stop the runs (they resume next time) and write the report",
+    )
     ap.add_argument("--worker", choices=("warm_start", "l1_eval"), help=argparse.SUPPRESS)
     ap.add_argument("--worker-method", default="", help=argparse.SUPPRESS)
     ap.add_argument("--worker-seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -407,6 +442,7 @@ def parse_args(argv=None):
     if args.smoke and args.scale != "small":
         ap.error("--smoke is a small-scale setting; drop --scale gpu")
     args.out = os.path.abspath(args.out)
+    args.deadline = None if args.deadline_s is None else time.time() + args.deadline_s
     presets = config_files.load_module(METHODS_PY)
     if args.methods in ("", "all"):
         names = SMOKE_METHODS if args.smoke and not args.methods else tuple(presets.PRESETS)
@@ -436,7 +472,7 @@ def main(argv=None):
         return l1_eval_worker(c, workdir, args.l1_targets)
 
     t0 = time.time()
-    jobs = [(m, s) for m in args.names for s in args.seed_list]
+    jobs = [(m, s) for s in args.seed_list for m in args.names]  # seed-major: all methods early
     configs = {(m, s): run_config(m, s, base, tokens, export) for m, s in jobs}
     check_comparable({f"{m}/seed{s}": c for (m, s), c in configs.items()})
     os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
@@ -445,6 +481,8 @@ def main(argv=None):
     if not os.path.exists(warm_json):
         print("phase A: warm start ...", file=sys.stderr, flush=True)
         rc = _call(_worker_cmd(args, "warm_start"), os.path.join(warm_dir, "log.txt"), args)
+        if rc == STOPPED:
+            raise SystemExit("the warm start was stopped at --deadline-s; run again to resume it")
         if rc != 0:
             raise SystemExit(f"the warm start failed (exit {rc}): see {warm_dir}/log.txt")
     with open(warm_json) as f:

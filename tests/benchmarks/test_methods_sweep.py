@@ -12,6 +12,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+import types
 
 import numpy as np
 import pytest
@@ -286,3 +288,26 @@ def test_smoke_sweep(tmp_path):
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert set(json.loads(again.stdout)["statuses"].values()) == {"skipped"}
+
+
+def test_deadline_stops_a_command_and_later_runs_do_not_start(tmp_path):
+    args = types.SimpleNamespace(out=str(tmp_path), parallel=1, deadline=time.time() + 1.0)
+    log = tmp_path / "log.txt"
+    t0 = time.time()
+    rc = sweep._call([sys.executable, "-c", "import time; time.sleep(60)"], str(log), args)
+    assert rc == sweep.STOPPED and time.time() - t0 < 30
+    assert "stopped at the deadline" in log.read_text()
+    # past the deadline a run that is not done is not started (its workdir holds no command)
+    args.deadline = time.time() - 1.0
+    status = sweep.run_one(args, "none", 0, sweep.run_config("none", 0, {}, 1, "/nonexistent"))
+    assert status.startswith("not started")
+    assert not (tmp_path / "work" / "none" / "seed0" / "launch.log").exists()
+
+
+def test_a_command_that_ends_before_the_deadline_returns_its_code(tmp_path):
+    args = types.SimpleNamespace(out=str(tmp_path), parallel=1, deadline=time.time() + 60)
+    assert (
+        sweep._call([sys.executable, "-c", "raise SystemExit(3)"], str(tmp_path / "l"), args) == 3
+    )
+    args.deadline = None
+    assert sweep._call([sys.executable, "-c", "pass"], str(tmp_path / "l"), args) == 0
