@@ -31,6 +31,13 @@ from jax.sharding import Mesh, NamedSharding
 from lenrl.sharding import AxisRules
 
 
+def packed_sharding(mesh: Mesh, rules: AxisRules, shape: tuple[int, ...]) -> NamedSharding:
+    """Sharding of a packed-batch field ``[K, rows or samples, ...]``: axis 1 over the mesh's
+    batch axes (where it divides), the ``K`` bins and the rest whole."""
+    axes = (None, "batch") + (None,) * (len(shape) - 2)
+    return NamedSharding(mesh, rules.spec(axes, shape, mesh))
+
+
 def is_main() -> bool:
     """Process 0: the one that writes logs, metrics, plots and exports."""
     return jax.process_index() == 0
@@ -130,8 +137,7 @@ class Rows:
         def one(x):
             x = np.asarray(x)
             shape = (x.shape[0], x.shape[1] * self.count, *x.shape[2:])
-            axes = (None, "batch") + (None,) * (x.ndim - 2)
-            sharding = NamedSharding(self.mesh, self.rules.spec(axes, shape, self.mesh))
+            sharding = packed_sharding(self.mesh, self.rules, shape)
             if self.count > 1 and sharding.spec[1] is None:
                 raise ValueError(f"{shape[1]} rows do not split over the mesh's batch axis.")
             return jax.make_array_from_process_local_data(sharding, x, shape)

@@ -245,7 +245,8 @@ class Rollout:
         # pay for the sampler's full budget when every completion is short (one compile a bucket).
         full = sel["tokens"].shape[-1]
         longest = int(sel["mask"].sum(-1).max(initial=1))
-        width = min(full, -(-max(longest, 1) // self.width_step(full)) * self.width_step(full))
+        step = self.width_step(full)
+        width = min(full, -(-max(longest, 1) // step) * step)
         sel = {**sel, **{k: sel[k][..., :width] for k in ("tokens", "mask", "logp", "forced")}}
         valid_n = valid.reshape(n, 1)
         tokens = np.zeros((n, self.prompt_len + width), np.int32)

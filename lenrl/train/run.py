@@ -23,7 +23,7 @@ from lenrl.sharding import AxisRules
 from lenrl.train import setup
 from lenrl.train.checkpoints import as_path
 from lenrl.train.metrics import MetricWriter
-from lenrl.train.multihost import Rows, is_main
+from lenrl.train.multihost import Rows, is_main, packed_sharding
 
 SAMPLE_KEY, UPDATE_KEY, EVAL_KEY = 1, 2, 3
 
@@ -97,17 +97,19 @@ class Run:
         """Host arrays of a whole `PackedBatch` (``[K, B, R]`` / ``[K, S]``, the same on every
         process) -> arrays sharded over their rows (axis 1); the ``K`` bins stay whole."""
 
-        def sharding(x):
-            axes = (None, "batch") + (None,) * (x.ndim - 2)
-            return NamedSharding(self.mesh, self.rules.spec(axes, x.shape, self.mesh))
-
         def one(x):
             x = np.asarray(x)
+            sharding = packed_sharding(self.mesh, self.rules, x.shape)
             if jax.process_count() == 1:
-                return jax.device_put(x, sharding(x))
-            return jax.make_array_from_callback(x.shape, sharding(x), lambda i: x[i])
+                return jax.device_put(x, sharding)
+            return jax.make_array_from_callback(x.shape, sharding, lambda i: x[i])
 
         return jax.tree.map(one, tree)
+
+    def put_packed_rows(self, tree, rows: Rows):
+        """This process's share of a packed batch -> global arrays (`put_packed` on one process,
+        `Rows.to_global_packed` on several): the packed twin of `put_rows`."""
+        return self.put_packed(tree) if jax.process_count() == 1 else rows.to_global_packed(tree)
 
     def put_rows(self, tree, rows: Rows):
         """This process's rows of a batch -> batch-sharded global arrays."""

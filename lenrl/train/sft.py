@@ -198,4 +198,4 @@ def _packed_sft_batch(run: Run, shards: Rows, prompts, comps, size: int, bound: 
         num_rows = -(-max_rows(size, bound, row_len) // multiple) * multiple
         pb = pack(prompts, comps, row_len=row_len, num_rows=num_rows, valid=valid, pad_id=pad_id)
     pb = pb._replace(sample_ids=pb.sample_ids + shards.index * size)
-    return run.put_packed(pb) if jax.process_count() == 1 else shards.to_global_packed(pb)
+    return run.put_packed_rows(pb, shards)
