@@ -21,13 +21,13 @@ curves, L1 targets), results.json (mean and std over seeds), table.md, pareto.pn
 l1_targets.png, schedules.png; the script prints a JSON digest.
 
 Scales. `small`: configs/default.py as is (0.6M parameters; 50 RL steps; held-out set of 500,
-budget 160); estimated 1.5-6 minutes per run on 2 idle CPU cores after a ~3 minute warm start,
-i.e. ~2-5 hours for 19 methods x 3 seeds at --parallel 1 (not measured as a whole). `gpu`
-(`GPU_BASE`, meant for one H100, not run yet): a ~104M-parameter model (bf16 compute) on a
-harder task (6-12 operations, solutions up to ~330 tokens, mean ~160), every token-valued knob
-of the presets x3 (`TOKEN_KEYS`), L1's per-token weight /3, 100 RL steps; estimated ~10 min for
-the warm start and ~15-20 min per run (from benchmarks/results/rl_steps_h100_*.json), i.e.
-~15-20 hours for 57 runs at --parallel 1 (less with --parallel 2-3, which share the GPU).
+budget 160): 2.5-7 minutes per run on 2 CPU cores after a ~3.5 minute warm start. `gpu`
+(`GPU_BASE`, one H100): a ~104M-parameter model (bf16 compute) on a harder task (6-12
+operations; greedy solutions of the warm start 167-330 tokens, mean 248), every token-valued knob
+of the presets x3 (`TOKEN_KEYS`), L1's per-token weight /3, 1000 SFT steps, 50 RL steps. Measured
+on one H100 with --parallel 6 (six runs sharing the GPU): warm start 8.8 minutes, 2.5-7 minutes
+per run, the 19 methods in ~17 minutes. `--report-only` rebuilds the report from the runs/*.json
+in --out (for instance runs made on several machines and copied there) and trains nothing.
 """
 
 from __future__ import annotations
@@ -69,15 +69,16 @@ GPU_BASE = {
     "data.synthetic.max_ops": 12,
     "data.max_prompt_len": 32,  # longest prompt 30 tokens (L1/HBPO presets add 16)
     "data.num_train": 50000,
-    "sft.steps": 3000,
+    "sft.steps": 1000,  # the SFT loss is flat from ~step 1000 (0.089 nats/token)
     "sft.batch_size": 64,
     "sft.learning_rate": 3e-4,
-    "sft.warmup_steps": 200,
-    "rl.steps": 100,
+    "sft.warmup_steps": 100,
+    "rl.steps": 50,
     "rl.learning_rate": 2e-5,
     "rl.num_minibatches": 4,
-    "eval.every": 20,
-    "checkpoint.every": 25,
+    "rl.num_microbatches": 2,  # 32 sequences per forward: fits --parallel 6 on one H100
+    "eval.every": 25,
+    "checkpoint.every": 10,
 }
 GPU_TOKENS = 3  # token-valued knobs x3: sampler 480, SFT width 384, DLER cap 192, ...
 # Config keys counted in tokens (scaled by the scale's factor) or per token (divided by it).
@@ -435,6 +436,11 @@ def parse_args(argv=None):
         default=None,
         help="after this many seconds stop the runs (they resume next time) and write the report",
     )
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: rebuild the report from the runs/*.json already in --out",
+    )
     ap.add_argument("--worker", choices=("warm_start", "l1_eval"), help=argparse.SUPPRESS)
     ap.add_argument("--worker-method", default="", help=argparse.SUPPRESS)
     ap.add_argument("--worker-seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -478,6 +484,8 @@ def main(argv=None):
     os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
     os.makedirs(warm_dir, exist_ok=True)
     warm_json = os.path.join(warm_dir, "warm_start.json")
+    if args.report_only and not os.path.exists(warm_json):
+        raise SystemExit(f"--report-only: {warm_json} is missing; run the sweep first.")
     if not os.path.exists(warm_json):
         print("phase A: warm start ...", file=sys.stderr, flush=True)
         rc = _call(_worker_cmd(args, "warm_start"), os.path.join(warm_dir, "log.txt"), args)
@@ -493,8 +501,11 @@ def main(argv=None):
         print(f"{ms[0]} seed {ms[1]}: {status}", file=sys.stderr, flush=True)
         return status
 
-    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
-        statuses = dict(zip(jobs, pool.map(job, jobs), strict=True))
+    if args.report_only:  # e.g. runs/*.json gathered from sweeps on several machines
+        statuses = {}
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+            statuses = dict(zip(jobs, pool.map(job, jobs), strict=True))
     runs = [
         r for r in report.load_runs(os.path.join(args.out, "runs")) if r["method"] in args.names
     ]

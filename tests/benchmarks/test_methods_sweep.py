@@ -288,6 +288,27 @@ def test_smoke_sweep(tmp_path):
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert set(json.loads(again.stdout)["statuses"].values()) == {"skipped"}
+    # A run made elsewhere (e.g. on another machine), copied into runs/: --report-only counts it
+    # without training it, and trains nothing else.
+    foreign = {**json.loads((out / "runs" / "none_seed0.json").read_text()), "seed": 1}
+    foreign["after"] = {**foreign["after"], "accuracy": foreign["after"]["accuracy"] - 0.5}
+    (out / "runs" / "none_seed1.json").write_text(json.dumps(foreign))
+    only = subprocess.run(
+        [*cmd, "--seeds=0,1", "--report-only"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert only.returncode == 0, only.stderr[-3000:]
+    assert json.loads(only.stdout)["statuses"] == {}
+    assert not (out / "work" / "none" / "seed1").exists()
+    none = json.loads((out / "results.json").read_text())["methods"]["none"]
+    assert none["seeds"] == [0, 1]
+    want = np.mean([r["after"]["accuracy"] for r in runs if r["method"] == "none"]) - 0.25
+    assert none["accuracy"]["mean"] == pytest.approx(want)
+    assert json.loads((out / "results.json").read_text())["methods"]["l1_exact"]["seeds"] == [0]
 
 
 def test_deadline_stops_a_command_and_later_runs_do_not_start(tmp_path):
