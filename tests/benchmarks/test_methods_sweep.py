@@ -262,7 +262,13 @@ def test_smoke_sweep(tmp_path):
     out = tmp_path / "sweep"
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     cmd = [sys.executable, os.path.join(BENCH, "methods.py"), "--smoke", f"--out={out}"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+    def sweep_call(*flags, timeout=300):
+        return subprocess.run(
+            [*cmd, *flags], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        )
+
+    proc = sweep_call(timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     digest = json.loads(proc.stdout)
     assert set(digest["methods"]) == {"none", "l1_exact"} and not digest["failed"]
@@ -285,7 +291,7 @@ def test_smoke_sweep(tmp_path):
     assert "| **none** (baseline) |" in table and "| l1_exact |" in table
     for png in ("pareto.png", "l1_targets.png", "schedules.png"):
         assert (out / png).stat().st_size > 10_000
-    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    again = sweep_call()
     assert again.returncode == 0, again.stderr[-3000:]
     assert set(json.loads(again.stdout)["statuses"].values()) == {"skipped"}
     # A run made elsewhere (e.g. on another machine), copied into runs/: --report-only counts it
@@ -293,22 +299,14 @@ def test_smoke_sweep(tmp_path):
     foreign = {**json.loads((out / "runs" / "none_seed0.json").read_text()), "seed": 1}
     foreign["after"] = {**foreign["after"], "accuracy": foreign["after"]["accuracy"] - 0.5}
     (out / "runs" / "none_seed1.json").write_text(json.dumps(foreign))
-    only = subprocess.run(
-        [*cmd, "--seeds=0,1", "--report-only"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    only = sweep_call("--seeds=0,1", "--report-only")
     assert only.returncode == 0, only.stderr[-3000:]
     assert json.loads(only.stdout)["statuses"] == {}
     assert not (out / "work" / "none" / "seed1").exists()
-    none = json.loads((out / "results.json").read_text())["methods"]["none"]
-    assert none["seeds"] == [0, 1]
+    merged = json.loads((out / "results.json").read_text())["methods"]
+    assert merged["none"]["seeds"] == [0, 1] and merged["l1_exact"]["seeds"] == [0]
     want = np.mean([r["after"]["accuracy"] for r in runs if r["method"] == "none"]) - 0.25
-    assert none["accuracy"]["mean"] == pytest.approx(want)
-    assert json.loads((out / "results.json").read_text())["methods"]["l1_exact"]["seeds"] == [0]
+    assert merged["none"]["accuracy"]["mean"] == pytest.approx(want)
 
 
 def test_deadline_stops_a_command_and_later_runs_do_not_start(tmp_path):
